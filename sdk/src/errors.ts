@@ -1,0 +1,80 @@
+/**
+ * Errors with stable codes. Every code is listed here with the sentence that
+ * docs/errors.md carries; a unit test keeps the two in step.
+ */
+export const ERROR_CODES = {
+  MOTUS_E_INTERNAL: 'An unexpected internal error; the message names the cause.',
+  MOTUS_E_INVALID_REQUEST: 'A request (API body, CLI arguments, VM spec) is malformed; the data names the field.',
+  MOTUS_E_UNAUTHORIZED: 'No valid bearer token was presented.',
+  MOTUS_E_NOT_FOUND: 'The addressed resource (route, migration, task) does not exist.',
+  MOTUS_E_SITE_INVALID: 'The site file is not valid; the message names the field and line.',
+  MOTUS_E_PLUGIN_NOT_FOUND: 'A plugin named in the site file cannot be found or imported.',
+  MOTUS_E_PLUGIN_INVALID: 'A plugin module does not export a valid definePlugin() manifest.',
+  MOTUS_E_PLUGIN_API_MISMATCH: 'A plugin was written for another plugin API version.',
+  MOTUS_E_PLUGIN_CONFIG: "A plugin's config slice fails the plugin's own schema.",
+  MOTUS_E_PLUGIN_CONFLICT: 'Two plugins provide the same single-provider capability, or a dependency is missing.',
+  MOTUS_E_PLUGIN_SETUP: "A plugin's setup() failed.",
+  MOTUS_E_NO_HYPERVISOR: 'No plugin provides a hypervisor driver on an agent.',
+  MOTUS_E_VM_NOT_FOUND: 'No VM of that name is in the inventory.',
+  MOTUS_E_VM_EXISTS: 'A VM of that name already exists.',
+  MOTUS_E_VM_NOT_RUNNING: 'The VM is not running, so it cannot be migrated or stopped.',
+  MOTUS_E_VM_BUSY: 'The VM is already being migrated.',
+  MOTUS_E_HOST_NOT_FOUND: 'No host of that name is registered.',
+  MOTUS_E_HOST_DOWN: 'The host is registered but its agent does not answer.',
+  MOTUS_E_SAME_HOST: 'The destination is the host the VM already runs on.',
+  MOTUS_E_INSUFFICIENT_MEMORY: 'The destination has not enough free memory for the VM.',
+  MOTUS_E_MIGRATION_VETOED: 'A plugin vetoed the migration; the data carries its reason.',
+  MOTUS_E_MIGRATION_FAILED: 'The migration failed; the data names the phase and the cause. The VM keeps running on the source.',
+  MOTUS_E_MIGRATION_CANCELLED: 'The migration was cancelled; the VM keeps running on the source.',
+  MOTUS_E_MIGRATION_TIMEOUT: 'The migration did not finish within its time limit and was rolled back.',
+  MOTUS_E_QMP_PROTOCOL: 'QEMU sent bytes that are not valid QMP.',
+  MOTUS_E_QMP_COMMAND: 'QEMU answered a QMP command with an error; the data carries its class and description.',
+  MOTUS_E_QMP_TIMEOUT: 'QEMU did not answer a QMP command in time.',
+  MOTUS_E_QMP_DISCONNECTED: 'The QMP connection closed (QEMU exited or crashed).',
+  MOTUS_E_QEMU_LAUNCH: 'QEMU could not be started; the message carries its stderr.',
+  MOTUS_E_QEMU_NOT_INSTALLED: 'qemu-system-x86_64 is not installed; run scripts/install-system-deps.sh.',
+  MOTUS_E_AGENT_UNREACHABLE: 'The server could not reach an agent, or the agent answered with an error.',
+  MOTUS_E_TIMEOUT: 'A network wait ran out of time.',
+} as const satisfies Record<string, string>;
+
+export type MotusErrorCode = keyof typeof ERROR_CODES;
+
+export interface MotusErrorJSON {
+  code: MotusErrorCode;
+  message: string;
+  data?: Record<string, unknown>;
+}
+
+export class MotusError extends Error {
+  override readonly name = 'MotusError';
+  constructor(
+    readonly code: MotusErrorCode,
+    message: string,
+    readonly data: Record<string, unknown> = {},
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+  }
+
+  toJSON(): MotusErrorJSON {
+    return Object.keys(this.data).length > 0
+      ? { code: this.code, message: this.message, data: this.data }
+      : { code: this.code, message: this.message };
+  }
+
+  static fromJSON(json: MotusErrorJSON): MotusError {
+    const code = json.code in ERROR_CODES ? json.code : 'MOTUS_E_INTERNAL';
+    return new MotusError(code, json.message, json.data ?? {});
+  }
+
+  /** Wraps anything thrown into a MotusError, keeping codes that are already there. */
+  static from(err: unknown, fallback: MotusErrorCode = 'MOTUS_E_INTERNAL'): MotusError {
+    if (err instanceof MotusError) return err;
+    const message = err instanceof Error ? err.message : String(err);
+    return new MotusError(fallback, message, {}, { cause: err });
+  }
+}
+
+export function isMotusError(err: unknown, code?: MotusErrorCode): err is MotusError {
+  return err instanceof MotusError && (code === undefined || err.code === code);
+}

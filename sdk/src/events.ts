@@ -1,0 +1,70 @@
+import type { MotusErrorJSON } from './errors.js';
+import type { HostInfo, MigrationPhase, Priority, VmInfo } from './model.js';
+import type { Veto } from './hooks.js';
+
+interface MigrationEventBase {
+  migrationId: string;
+  /** 1, 2, 3 … within one migration. */
+  seq: number;
+  /** ISO timestamp. */
+  at: string;
+}
+
+/** Everything a migration reports, in lifecycle order. */
+export type MigrationEvent = MigrationEventBase &
+  (
+    | { type: 'requested'; vm: string; source: string; destination: string; requestedBy: string; priority: Priority }
+    | { type: 'validated' }
+    | { type: 'rejected'; error: MotusErrorJSON; vetoes: Veto[] }
+    | { type: 'prepared'; uri: string; ms: number }
+    | {
+        type: 'progress';
+        status: string;
+        round: number;
+        totalBytes: number;
+        transferredBytes: number;
+        remainingBytes: number;
+        dirtyRateBytesPerSec: number;
+        throughputBytesPerSec: number;
+        /** Estimated time to completion, from remaining bytes and net throughput. */
+        etaMs: number | null;
+        expectedDowntimeMs: number | null;
+      }
+    | { type: 'policy'; action: string; reason: string }
+    | { type: 'switchover'; host: string }
+    | { type: 'resumed'; host: string }
+    | { type: 'announced'; host: string; ms: number }
+    | {
+        type: 'completed';
+        downtimeMs: number;
+        totalTimeMs: number;
+        bytes: number;
+        rounds: number;
+        controlPlaneMs: number;
+      }
+    | { type: 'failed'; phase: MigrationPhase; error: MotusErrorJSON }
+    | { type: 'rolled-back'; host: string; vmState: string }
+    | { type: 'cancelled'; by: string }
+  );
+
+export type MigrationEventType = MigrationEvent['type'];
+
+export type MigrationEventOf<T extends MigrationEventType> = Extract<MigrationEvent, { type: T }>;
+
+/** Type guard for rxjs `filter`: narrows the union to one event type. */
+export function isMigrationEvent<T extends MigrationEventType>(...types: T[]) {
+  return (event: MigrationEvent): event is MigrationEventOf<T> => (types as string[]).includes(event.type);
+}
+
+/** Events that end a migration; nothing follows them. */
+export const TERMINAL_MIGRATION_EVENTS: readonly MigrationEventType[] = ['completed', 'rolled-back', 'rejected', 'cancelled'];
+
+export type HostEvent =
+  | { type: 'host-registered'; at: string; host: HostInfo }
+  | { type: 'host-connected'; at: string; host: HostInfo }
+  | { type: 'host-disconnected'; at: string; host: HostInfo; reason: string };
+
+export type VmEvent =
+  | { type: 'vm-started'; at: string; vm: VmInfo }
+  | { type: 'vm-stopped'; at: string; vm: VmInfo; reason: string }
+  | { type: 'vm-moved'; at: string; vm: VmInfo; from: string; to: string; migrationId: string };

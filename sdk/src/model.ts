@@ -1,0 +1,146 @@
+/** The data every part of Motus shares: VM specs, hosts, VMs, migration figures. */
+
+export interface KernelBoot {
+  kind: 'kernel';
+  kernel: string;
+  initrd?: string;
+  cmdline?: string;
+}
+
+export interface DiskBoot {
+  kind: 'disk';
+}
+
+export interface DiskSpec {
+  /** Device id inside the VM (unique per VM). */
+  id: string;
+  /** Path (or URI QEMU understands) of the disk image, the same on every host. */
+  path: string;
+  format: 'raw' | 'qcow2';
+  readOnly?: boolean;
+}
+
+export interface NicSpec {
+  id: string;
+  /** Locally administered unicast MAC, kept across migrations. */
+  mac: string;
+  /** Network (port group) name; the network provider maps it to a backend. */
+  network: string;
+}
+
+export interface VmSpec {
+  name: string;
+  memoryMiB: number;
+  vcpus: number;
+  /** QEMU CPU model with feature flags, e.g. 'qemu64' or 'Skylake-Client,-avx512f'. */
+  cpuModel?: string;
+  /** Machine type; pinned so source and destination build the same device model. */
+  machine?: string;
+  boot: KernelBoot | DiskBoot;
+  disks?: DiskSpec[];
+  nics?: NicSpec[];
+}
+
+export type HostState = 'connected' | 'disconnected' | 'maintenance';
+
+export interface HostInfo {
+  name: string;
+  state: HostState;
+  /** Agent API address, e.g. http://127.0.0.1:7301 */
+  url: string;
+  /** Address migration streams are sent to on this host. */
+  migrationAddress: string;
+  memoryTotalMiB: number;
+  memoryUsedMiB: number;
+  cpus: number;
+  hypervisor?: { kind: string; version: string; accelerator: string };
+  lastSeen?: string;
+}
+
+export type VmState =
+  | 'starting'
+  | 'running'
+  | 'paused'
+  | 'migrating'
+  | 'stopped'
+  | 'crashed'
+  | 'unknown';
+
+export interface VmInfo {
+  name: string;
+  host: string;
+  state: VmState;
+  spec: VmSpec;
+  pid?: number;
+  serialLog?: string;
+  startedAt?: string;
+}
+
+export type Priority = 'high' | 'normal';
+
+export interface MigrationRequest {
+  vm: string;
+  destination: string;
+  requestedBy?: string;
+  priority?: Priority;
+}
+
+/** One sample of a running migration, as the hypervisor reports it. */
+export interface MigrationProgress {
+  status: MigrationStatus;
+  totalTimeMs: number;
+  /** Pre-copy iteration (dirty-bitmap sync count). */
+  round: number;
+  totalBytes: number;
+  transferredBytes: number;
+  remainingBytes: number;
+  /** Guest memory dirtied per second, bytes. */
+  dirtyRateBytesPerSec: number;
+  throughputBytesPerSec: number;
+  expectedDowntimeMs?: number;
+  /** Final figures, present once status is 'completed'. */
+  downtimeMs?: number;
+  setupTimeMs?: number;
+  error?: string;
+}
+
+export type MigrationStatus =
+  | 'none'
+  | 'setup'
+  | 'active'
+  | 'pre-switchover'
+  | 'device'
+  | 'postcopy-active'
+  | 'completed'
+  | 'failed'
+  | 'cancelling'
+  | 'cancelled';
+
+export type MigrationPhase =
+  | 'request'
+  | 'validate'
+  | 'prepare'
+  | 'precopy'
+  | 'switchover'
+  | 'announce'
+  | 'cleanup';
+
+export interface MigrationSummary {
+  id: string;
+  vm: string;
+  source: string;
+  destination: string;
+  requestedBy: string;
+  priority: Priority;
+  state: 'queued' | 'running' | 'completed' | 'failed' | 'cancelled' | 'rejected';
+  phase?: MigrationPhase;
+  requestedAt: string;
+  finishedAt?: string;
+  downtimeMs?: number;
+  totalTimeMs?: number;
+  bytes?: number;
+  rounds?: number;
+  /** From the API call to the hypervisor's migrate command. */
+  controlPlaneMs?: number;
+  error?: { code: string; message: string; data?: Record<string, unknown> };
+}

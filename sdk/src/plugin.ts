@@ -1,0 +1,55 @@
+import type { DependencyContainer } from 'tsyringe';
+import type { ZodType } from 'zod';
+import type { MigrationHooks, TapOnly } from './hooks.js';
+import type { Logger } from './logger.js';
+import type { Token } from './tokens.js';
+
+/** The plugin API this SDK speaks. A plugin declares the one it was written for. */
+export const API_VERSION = 1;
+
+export type PluginRole = 'server' | 'agent';
+
+export interface PluginContext<C> {
+  readonly name: string;
+  /** Which process runs this instance: the management server or a host agent. */
+  readonly role: PluginRole;
+  /** For agents, the host's name. */
+  readonly host?: string;
+  /** The plugin's config slice, already validated by its schema. */
+  readonly config: C;
+  readonly logger: Logger;
+  /** The plugin's own child container. */
+  readonly container: DependencyContainer;
+  readonly hooks: TapOnly<MigrationHooks>;
+  /** A folder that belongs to this plugin on this host. */
+  readonly stateDir: string;
+  /** Contribute an implementation of a platform contract (hypervisor, storage, …). */
+  provide<T>(token: Token<T>, value: T): void;
+  /** Called when the platform stops, in reverse order of registration. */
+  onDispose(fn: () => void | Promise<void>): void;
+}
+
+export interface PluginDefinition<C = unknown> {
+  readonly name: string;
+  readonly version: string;
+  readonly apiVersion: number;
+  /** Tokens this plugin contributes with ctx.provide. */
+  readonly provides: readonly Token<unknown>[];
+  /** Names of plugins that must be loaded (and set up) before this one. */
+  readonly dependsOn?: readonly string[];
+  /** Roles this plugin runs in; both by default. */
+  readonly roles?: readonly PluginRole[];
+  readonly configSchema?: ZodType<C>;
+  setup(ctx: PluginContext<C>): void | Promise<void>;
+}
+
+const PLUGIN_MARK = Symbol.for('motus:plugin');
+
+/** Makes a plugin value. The kernel checks the manifest again at load time. */
+export function definePlugin<C>(definition: PluginDefinition<C>): PluginDefinition<C> {
+  return Object.freeze({ ...definition, [PLUGIN_MARK]: true });
+}
+
+export function isPluginDefinition(value: unknown): value is PluginDefinition<unknown> {
+  return typeof value === 'object' && value !== null && (value as Record<symbol, unknown>)[PLUGIN_MARK] === true;
+}
