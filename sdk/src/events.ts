@@ -56,8 +56,11 @@ export function isMigrationEvent<T extends MigrationEventType>(...types: T[]) {
   return (event: MigrationEvent): event is MigrationEventOf<T> => (types as string[]).includes(event.type);
 }
 
-/** Events that end a migration; nothing follows them. */
-export const TERMINAL_MIGRATION_EVENTS: readonly MigrationEventType[] = ['completed', 'rolled-back', 'rejected', 'cancelled'];
+/**
+ * Events that end a migration; nothing follows them. A failed or cancelled
+ * migration ends with 'rolled-back' (the VM keeps running on the source).
+ */
+export const TERMINAL_MIGRATION_EVENTS: readonly MigrationEventType[] = ['completed', 'rolled-back', 'rejected'];
 
 export type HostEvent =
   | { type: 'host-registered'; at: string; host: HostInfo }

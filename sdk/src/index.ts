@@ -9,3 +9,5 @@ export * from './contracts/hypervisor.js';
 export * from './contracts/storage.js';
 export * from './contracts/network.js';
 export * from './contracts/cpu.js';
+export * from './platform.js';
+export * from './client/index.js';

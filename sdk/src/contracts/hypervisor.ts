@@ -70,6 +70,12 @@ export interface VmHandle {
   tuneMigration(tuning: MigrationTuning): Promise<void>;
   migrationProgress(): Promise<MigrationProgress>;
   cancelMigration(): Promise<void>;
+  /**
+   * Source side, with capability 'pause-before-switchover': the VM has stopped and the
+   * migration waits in 'pre-switchover' so the kernel can hand storage leases over;
+   * this lets it send the final state (QEMU: migrate-continue state=pre-switchover).
+   */
+  continueMigration(): Promise<void>;
   /** Resume a paused VM (rollback after a failed switchover). */
   resume(): Promise<void>;
   /** Orderly stop: ask the hypervisor to quit, then signals after graceMs. Idempotent. */

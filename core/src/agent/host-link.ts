@@ -1,0 +1,51 @@
+import type { HypervisorFacts, MigrationProgress, MigrationTuning, VmRunState, VmSpec } from '@motus/sdk';
+
+/** What an agent reports about its host. */
+export interface AgentFacts {
+  name: string;
+  migrationAddress: string;
+  memoryTotalMiB: number;
+  memoryUsedMiB: number;
+  cpus: number;
+  hypervisor: HypervisorFacts;
+  vms: AgentVm[];
+}
+
+/** A VM as the agent holding its process sees it. */
+export interface AgentVm {
+  name: string;
+  /** incoming: waiting for a migration stream; outgoing: being sent away. */
+  role: 'running' | 'incoming' | 'outgoing';
+  spec: VmSpec;
+  pid: number;
+  serialLog: string;
+  startedAt: string;
+}
+
+/**
+ * The server's handle on one host's agent: in-process (the agent itself) or over
+ * HTTP. The orchestrator only ever talks to hosts through this.
+ */
+export interface HostLink {
+  readonly name: string;
+  facts(): Promise<AgentFacts>;
+  startVm(spec: VmSpec): Promise<AgentVm>;
+  stopVm(name: string): Promise<void>;
+  /** Launch the VM waiting for a migration stream; returns the URI to send to. */
+  prepareIncoming(spec: VmSpec, migrationId: string): Promise<{ uri: string }>;
+  /** Start sending the VM to `uri`; yields progress samples until a terminal status. */
+  migrateOut(name: string, uri: string, tuning: MigrationTuning, migrationId: string, signal: AbortSignal): AsyncIterable<MigrationProgress>;
+  continueMigration(name: string): Promise<void>;
+  cancelMigration(name: string): Promise<void>;
+  /** The VM's run state, or 'absent' when no process holds it on this host. */
+  runState(name: string): Promise<VmRunState | 'absent'>;
+  resume(name: string): Promise<void>;
+  /** Destination side after success: the VM is this host's now. */
+  commitIncoming(name: string): Promise<void>;
+  /** Destination side after failure: stop the incoming process. */
+  abortIncoming(name: string): Promise<void>;
+  /** Source side after success: stop the process that sent the VM. */
+  finishOutgoing(name: string): Promise<void>;
+}
+
+export const TERMINAL_STATUSES: ReadonlySet<MigrationProgress['status']> = new Set(['completed', 'failed', 'cancelled']);

@@ -1,0 +1,281 @@
+import { readFileSync } from 'node:fs';
+import { join } from 'node:path';
+import { parseArgs } from 'node:util';
+import { MotusClient, MotusError, type MigrationSummary, type MotusErrorCode, type VmSpec } from '@motus/sdk';
+import { readClientFile } from '../daemon/state-files.js';
+import { describeEvent, mib, progressLine, table } from './format.js';
+
+export interface CliIo {
+  stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
+  stderr: NodeJS.WritableStream;
+  env: NodeJS.ProcessEnv;
+}
+
+/** Exit codes scripts can rely on (docs/cli.md). */
+export const EXIT = { ok: 0, failed: 1, usage: 2, notFound: 3, refused: 4, unreachable: 5 } as const;
+
+const USAGE = `motus — drive a Motus site
+
+  motus hosts                                   hosts, state, memory, hypervisor
+  motus vm list                                 VMs and where they run
+  motus vm start NAME --host H [--memory MiB] [--vcpus N] [--cpu MODEL]
+                 (--kernel FILE [--initrd FILE] [--append ARGS] | --spec FILE.json)
+  motus vm stop NAME
+  motus migrate VM --to HOST [--priority high|normal] [--no-wait]
+  motus migrations                              every migration, newest first
+  motus migration ID                            one migration's summary and events
+  motus cancel ID                               cancel a running migration
+  motus events                                  follow the site's events
+
+Options: --json (one JSON object per line for streams), --state DIR | MOTUS_STATE,
+         --url URL --token T | MOTUS_URL MOTUS_TOKEN, --user NAME (recorded as requester)`;
+
+const EXIT_OF: Partial<Record<MotusErrorCode, number>> = {
+  MOTUS_E_INVALID_REQUEST: EXIT.usage,
+  MOTUS_E_NOT_FOUND: EXIT.notFound,
+  MOTUS_E_VM_NOT_FOUND: EXIT.notFound,
+  MOTUS_E_HOST_NOT_FOUND: EXIT.notFound,
+  MOTUS_E_VM_EXISTS: EXIT.refused,
+  MOTUS_E_VM_BUSY: EXIT.refused,
+  MOTUS_E_VM_NOT_RUNNING: EXIT.refused,
+  MOTUS_E_SAME_HOST: EXIT.refused,
+  MOTUS_E_HOST_DOWN: EXIT.refused,
+  MOTUS_E_INSUFFICIENT_MEMORY: EXIT.refused,
+  MOTUS_E_MIGRATION_VETOED: EXIT.refused,
+  MOTUS_E_AGENT_UNREACHABLE: EXIT.unreachable,
+  MOTUS_E_UNAUTHORIZED: EXIT.unreachable,
+};
+
+export async function runCli(argv: string[], io: CliIo): Promise<number> {
+  let json = argv.includes('--json');
+  try {
+    const { values, positionals } = parseArgs({
+      args: argv,
+      allowPositionals: true,
+      options: {
+        json: { type: 'boolean' },
+        state: { type: 'string' },
+        url: { type: 'string' },
+        token: { type: 'string' },
+        user: { type: 'string' },
+        host: { type: 'string' },
+        to: { type: 'string' },
+        priority: { type: 'string' },
+        'no-wait': { type: 'boolean' },
+        memory: { type: 'string' },
+        vcpus: { type: 'string' },
+        cpu: { type: 'string' },
+        kernel: { type: 'string' },
+        initrd: { type: 'string' },
+        append: { type: 'string' },
+        spec: { type: 'string' },
+        help: { type: 'boolean', short: 'h' },
+      },
+    });
+    json = values.json ?? false;
+    if (values.help || positionals.length === 0) {
+      io.stdout.write(USAGE + '\n');
+      return values.help ? EXIT.ok : EXIT.usage;
+    }
+    const out = (value: unknown, human: () => string) => io.stdout.write((json ? JSON.stringify(value) : human()) + '\n');
+    const client = clientFrom(values, io.env);
+    const [verb, sub, arg] = positionals;
+    switch (verb) {
+      case 'hosts': {
+        const hosts = await client.hosts();
+        out(hosts, () =>
+          table(
+            ['HOST', 'STATE', 'MEMORY USED/TOTAL', 'CPUS', 'HYPERVISOR', 'URL'],
+            hosts.map((h) => [
+              h.name,
+              h.state,
+              `${h.memoryUsedMiB}/${h.memoryTotalMiB} MiB`,
+              String(h.cpus),
+              h.hypervisor ? `${h.hypervisor.kind} ${h.hypervisor.version} (${h.hypervisor.accelerator})` : '-',
+              h.url,
+            ]),
+          ),
+        );
+        return EXIT.ok;
+      }
+      case 'vm':
+        return await vmCommand(client, sub, arg, values, out);
+      case 'migrate': {
+        if (!sub || !values.to) throw usage('motus migrate VM --to HOST');
+        const priority = values.priority ?? 'normal';
+        if (priority !== 'high' && priority !== 'normal') throw usage('--priority is high or normal');
+        const summary = await client.migrate({ vm: sub, destination: values.to, priority, requestedBy: values.user ?? io.env.USER ?? 'cli' });
+        if (values['no-wait']) {
+          out(summary, () => `migration ${summary.id} started: ${summary.vm} ${summary.source} -> ${summary.destination}`);
+          return EXIT.ok;
+        }
+        return await follow(client, summary.id, json, io);
+      }
+      case 'migrations': {
+        const list = await client.migrations();
+        if (json) {
+          for (const m of list) io.stdout.write(JSON.stringify(m) + '\n');
+          return EXIT.ok;
+        }
+        io.stdout.write(table(['ID', 'VM', 'FROM', 'TO', 'STATE', 'DOWNTIME', 'TOTAL', 'BY', 'REQUESTED'], list.map(migrationRow)) + '\n');
+        return EXIT.ok;
+      }
+      case 'migration': {
+        if (!sub) throw usage('motus migration ID');
+        const summary = await client.migration(sub);
+        if (json) {
+          io.stdout.write(JSON.stringify(summary) + '\n');
+          for await (const event of client.migrationEvents(sub)) io.stdout.write(JSON.stringify(event) + '\n');
+          return EXIT.ok;
+        }
+        io.stdout.write(table(['ID', 'VM', 'FROM', 'TO', 'STATE', 'DOWNTIME', 'TOTAL', 'BY', 'REQUESTED'], [migrationRow(summary)]) + '\n');
+        return EXIT.ok;
+      }
+      case 'cancel': {
+        if (!sub) throw usage('motus cancel ID');
+        await client.cancelMigration(sub);
+        out({ cancelled: sub }, () => `cancelling ${sub}`);
+        return EXIT.ok;
+      }
+      case 'events': {
+        for await (const event of client.events()) {
+          io.stdout.write((json ? JSON.stringify(event) : `${event.at} ${event.stream} ${event.type}`) + '\n');
+        }
+        return EXIT.ok;
+      }
+      default:
+        throw usage(`unknown command '${verb}'`);
+    }
+  } catch (err) {
+    const error = err instanceof MotusError ? err : MotusError.from(err, (err as { code?: string }).code?.startsWith('ERR_PARSE_ARGS') ? 'MOTUS_E_INVALID_REQUEST' : 'MOTUS_E_INTERNAL');
+    if (json) io.stdout.write(JSON.stringify({ error: error.toJSON() }) + '\n');
+    io.stderr.write(`motus: ${error.code}: ${error.message}\n`);
+    return EXIT_OF[error.code] ?? EXIT.failed;
+  }
+}
+
+type Values = Record<string, string | boolean | undefined>;
+
+async function vmCommand(client: MotusClient, sub: string | undefined, name: string | undefined, values: Values, out: (v: unknown, human: () => string) => void): Promise<number> {
+  switch (sub) {
+    case 'list': {
+      const vms = await client.vms();
+      out(vms, () =>
+        table(
+          ['VM', 'HOST', 'STATE', 'MEMORY', 'VCPUS', 'CPU', 'PID'],
+          vms.map((v) => [v.name, v.host, v.state, `${v.spec.memoryMiB} MiB`, String(v.spec.vcpus), v.spec.cpuModel ?? 'qemu64', v.pid ? String(v.pid) : '-']),
+        ),
+      );
+      return EXIT.ok;
+    }
+    case 'start': {
+      if (!name || typeof values.host !== 'string') throw usage('motus vm start NAME --host HOST …');
+      const vm = await client.startVm(specFrom(name, values), values.host);
+      out(vm, () => `started ${vm.name} on ${vm.host} (pid ${vm.pid ?? '?'}, serial log ${vm.serialLog ?? '-'})`);
+      return EXIT.ok;
+    }
+    case 'stop': {
+      if (!name) throw usage('motus vm stop NAME');
+      await client.stopVm(name);
+      out({ stopped: name }, () => `stopped ${name}`);
+      return EXIT.ok;
+    }
+    default:
+      throw usage(`unknown vm command '${sub ?? ''}'`);
+  }
+}
+
+function specFrom(name: string, values: Values): VmSpec {
+  if (typeof values.spec === 'string') {
+    let spec: VmSpec;
+    try {
+      spec = JSON.parse(readFileSync(values.spec, 'utf8')) as VmSpec;
+    } catch (err) {
+      throw usage(`cannot read the VM spec ${values.spec}: ${(err as Error).message}`);
+    }
+    return { ...spec, name };
+  }
+  if (typeof values.kernel !== 'string') throw usage('give the guest with --kernel FILE (and --initrd, --append) or --spec FILE.json');
+  const number = (key: string, fallback: number) => {
+    const raw = values[key];
+    if (raw === undefined) return fallback;
+    const n = Number(raw);
+    if (!Number.isInteger(n) || n <= 0) throw usage(`--${key} takes a positive whole number, not '${String(raw)}'`);
+    return n;
+  };
+  return {
+    name,
+    memoryMiB: number('memory', 256),
+    vcpus: number('vcpus', 1),
+    ...(typeof values.cpu === 'string' ? { cpuModel: values.cpu } : {}),
+    boot: {
+      kind: 'kernel',
+      kernel: values.kernel,
+      ...(typeof values.initrd === 'string' ? { initrd: values.initrd } : {}),
+      ...(typeof values.append === 'string' ? { cmdline: values.append } : {}),
+    },
+  };
+}
+
+/** Follows a migration to its end: a progress bar on a terminal, lines otherwise, NDJSON with --json. */
+async function follow(client: MotusClient, id: string, json: boolean, io: CliIo): Promise<number> {
+  const tty = !json && io.stdout.isTTY === true;
+  let barShown = false;
+  let outcome: 'completed' | 'failed' = 'failed';
+  for await (const event of client.migrationEvents(id)) {
+    if (json) {
+      io.stdout.write(JSON.stringify(event) + '\n');
+    } else if (event.type === 'progress') {
+      if (tty) {
+        const width = Math.max(10, Math.min(30, (io.stdout.columns ?? 100) - 90));
+        io.stdout.write(`\r\x1b[K${progressLine(event, width)}`);
+        barShown = true;
+      } else {
+        io.stdout.write(progressLine(event) + '\n');
+      }
+    } else {
+      if (barShown) {
+        io.stdout.write('\n');
+        barShown = false;
+      }
+      io.stdout.write(`${event.at.slice(11, 23)} ${describeEvent(event)}\n`);
+    }
+    if (event.type === 'completed') outcome = 'completed';
+  }
+  if (barShown) io.stdout.write('\n');
+  return outcome === 'completed' ? EXIT.ok : EXIT.failed;
+}
+
+function migrationRow(m: MigrationSummary): string[] {
+  return [
+    m.id,
+    m.vm,
+    m.source || '-',
+    m.destination,
+    m.state + (m.error ? ` (${m.error.code})` : ''),
+    m.downtimeMs === undefined ? '-' : `${m.downtimeMs} ms`,
+    m.totalTimeMs === undefined ? '-' : `${(m.totalTimeMs / 1000).toFixed(2)} s`,
+    m.requestedBy,
+    m.requestedAt.replace('T', ' ').slice(0, 19),
+  ];
+}
+
+function clientFrom(values: Values, env: NodeJS.ProcessEnv): MotusClient {
+  const url = (values.url as string | undefined) ?? env.MOTUS_URL;
+  const token = (values.token as string | undefined) ?? env.MOTUS_TOKEN;
+  if (url && token) return new MotusClient({ url, token });
+  const state = (values.state as string | undefined) ?? env.MOTUS_STATE;
+  if (!state) throw usage('say where the site is: --state DIR or MOTUS_STATE, or --url and --token (MOTUS_URL, MOTUS_TOKEN)');
+  let file;
+  try {
+    file = readClientFile(state);
+  } catch {
+    file = readClientFile(join(state, 'server'));
+  }
+  return new MotusClient(file);
+}
+
+function usage(message: string): MotusError {
+  return new MotusError('MOTUS_E_INVALID_REQUEST', message);
+}
+

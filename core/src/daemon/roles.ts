@@ -1,0 +1,117 @@
+import { createWriteStream, mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { MotusError, type Logger } from '@motus/sdk';
+import { createAgentApi } from '../agent/agent-api.js';
+import { HostAgent } from '../agent/host-agent.js';
+import { createRootContainer } from '../kernel/container.js';
+import { JsonLogger, logLevelFromEnv } from '../kernel/logger.js';
+import type { JsonHttpServer } from '../http/http-server.js';
+import { MotusServer } from '../server/motus-server.js';
+import { createServerApi } from '../server/server-api.js';
+import type { HostConfig, SiteConfig } from '../site/site-schema.js';
+import { ensureToken, writeClientFile } from './state-files.js';
+
+export interface Running {
+  url: string;
+  stop(): Promise<void>;
+}
+
+/** JSON-lines logs into a file of the state folder. */
+export function fileLogger(dir: string, file: string, fields: Record<string, unknown>): Logger {
+  mkdirSync(dir, { recursive: true });
+  return new JsonLogger(createWriteStream(join(dir, file), { flags: 'a' }), logLevelFromEnv(), fields);
+}
+
+/** The server role: inventory, orchestrator and the API, with tokens kept in `stateDir`. */
+export async function runServer(site: SiteConfig, stateDir: string, logger: Logger): Promise<Running & { server: MotusServer; agentToken: string }> {
+  const apiToken = ensureToken(stateDir, 'api-token');
+  const agentToken = ensureToken(stateDir, 'agent-token');
+  const server = await MotusServer.start({
+    stateDir,
+    logger,
+    container: createRootContainer(),
+    migration: site.migration,
+    plugins: site.plugins,
+  });
+  const api = createServerApi(server, { apiToken, agentToken, logger });
+  let url: string;
+  try {
+    url = await api.listen(site.server.listen);
+  } catch (err) {
+    await server.stop();
+    throw new MotusError('MOTUS_E_INVALID_REQUEST', `the server cannot listen on ${site.server.listen}: ${(err as Error).message}`);
+  }
+  writeClientFile(stateDir, { url, token: apiToken });
+  logger.info('server listening', { url });
+  return {
+    url,
+    server,
+    agentToken,
+    stop: async () => {
+      await api.close();
+      await server.stop();
+    },
+  };
+}
+
+/** The agent role: one host's VMs, its API, and registration with the server (retried until it answers). */
+export async function runAgent(
+  site: SiteConfig,
+  host: HostConfig,
+  stateDir: string,
+  serverUrl: string,
+  agentToken: string,
+  logger: Logger,
+): Promise<Running> {
+  const agent = await HostAgent.start({
+    name: host.name,
+    stateDir,
+    migrationAddress: host.migrationAddress,
+    ...(host.memoryMiB === undefined ? {} : { memoryMiB: host.memoryMiB }),
+    plugins: site.plugins,
+    logger,
+    container: createRootContainer(),
+  });
+  let api: JsonHttpServer | undefined;
+  try {
+    api = createAgentApi(agent, agentToken, logger);
+    const url = await api.listen(host.listen);
+    await register(serverUrl, agentToken, host.name, url, logger);
+    return {
+      url,
+      stop: async () => {
+        await api?.close();
+        await agent.stop();
+      },
+    };
+  } catch (err) {
+    await api?.close();
+    await agent.stop();
+    throw err;
+  }
+}
+
+async function register(serverUrl: string, token: string, name: string, url: string, logger: Logger): Promise<void> {
+  const deadline = Date.now() + 60_000;
+  let lastError = '';
+  while (Date.now() < deadline) {
+    try {
+      const response = await fetch(`${serverUrl}/v1/agents/register`, {
+        method: 'POST',
+        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
+        body: JSON.stringify({ name, url }),
+        signal: AbortSignal.timeout(15_000),
+      });
+      if (response.ok) {
+        logger.info('registered with server', { server: serverUrl, url });
+        return;
+      }
+      lastError = `HTTP ${response.status}: ${await response.text()}`;
+      if (response.status === 401 || response.status === 400) break;
+    } catch (err) {
+      lastError = (err as Error).message;
+    }
+    await new Promise((resolve) => setTimeout(resolve, 500));
+  }
+  throw new MotusError('MOTUS_E_AGENT_UNREACHABLE', `agent ${name} could not register with the server at ${serverUrl}: ${lastError}`, { server: serverUrl });
+}

@@ -1,0 +1,211 @@
+import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { timingSafeEqual } from 'node:crypto';
+import { MotusError, type Logger, type MotusErrorCode } from '@motus/sdk';
+
+export interface RequestContext {
+  method: string;
+  params: Record<string, string>;
+  query: URLSearchParams;
+  body: unknown;
+  req: IncomingMessage;
+  res: ServerResponse;
+  /** Aborted when the client goes away. */
+  signal: AbortSignal;
+}
+
+/** A handler returns a JSON value, or takes over the response itself (streams) and returns STREAMED. */
+export type Handler = (ctx: RequestContext) => Promise<unknown>;
+export const STREAMED = Symbol('streamed');
+
+export interface RouteOptions {
+  /** Reachable without a token (health checks). */
+  public?: boolean;
+  /** A token other than the server's default (the agent protocol's routes). */
+  token?: string;
+}
+
+interface Route {
+  method: string;
+  pattern: RegExp;
+  keys: string[];
+  handler: Handler;
+  options: RouteOptions;
+}
+
+const MAX_BODY_BYTES = 1 << 20;
+const BODY_TIMEOUT_MS = 10_000;
+
+const STATUS: Partial<Record<MotusErrorCode, number>> = {
+  MOTUS_E_INVALID_REQUEST: 400,
+  MOTUS_E_UNAUTHORIZED: 401,
+  MOTUS_E_NOT_FOUND: 404,
+  MOTUS_E_VM_NOT_FOUND: 404,
+  MOTUS_E_HOST_NOT_FOUND: 404,
+  MOTUS_E_VM_EXISTS: 409,
+  MOTUS_E_VM_BUSY: 409,
+  MOTUS_E_VM_NOT_RUNNING: 409,
+  MOTUS_E_SAME_HOST: 409,
+  MOTUS_E_INSUFFICIENT_MEMORY: 409,
+  MOTUS_E_MIGRATION_VETOED: 409,
+  MOTUS_E_HOST_DOWN: 503,
+  MOTUS_E_AGENT_UNREACHABLE: 502,
+};
+
+export function httpStatusOf(code: MotusErrorCode): number {
+  return STATUS[code] ?? 500;
+}
+
+/** A small JSON-over-HTTP server with bearer-token auth and NDJSON streams. */
+export class JsonHttpServer {
+  private readonly routes: Route[] = [];
+  private server: Server | undefined;
+
+  constructor(
+    private readonly token: string,
+    private readonly logger: Logger,
+  ) {}
+
+  route(method: string, path: string, handler: Handler, options: RouteOptions = {}): this {
+    const keys: string[] = [];
+    const pattern = new RegExp(
+      '^' +
+        path.replace(/:([a-zA-Z]+)/g, (_m, key: string) => {
+          keys.push(key);
+          return '([^/]+)';
+        }) +
+        '$',
+    );
+    this.routes.push({ method, pattern, keys, handler, options });
+    return this;
+  }
+
+  async listen(address: string): Promise<string> {
+    const colon = address.lastIndexOf(':');
+    const host = address.slice(0, colon).replace(/^\[|\]$/g, '');
+    const port = Number(address.slice(colon + 1));
+    const server = createServer((req, res) => void this.dispatch(req, res));
+    server.keepAliveTimeout = 5_000;
+    this.server = server;
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(port, host, () => resolve());
+    });
+    const bound = server.address() as AddressInfo;
+    return `http://${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`;
+  }
+
+  async close(): Promise<void> {
+    const server = this.server;
+    if (!server) return;
+    this.server = undefined;
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      server.closeAllConnections();
+    });
+  }
+
+  private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const url = new URL(req.url ?? '/', 'http://localhost');
+    const method = req.method ?? 'GET';
+    const abort = new AbortController();
+    res.on('close', () => abort.abort());
+    try {
+      let matched: { route: Route; params: Record<string, string> } | undefined;
+      let pathKnown = false;
+      for (const route of this.routes) {
+        const m = route.pattern.exec(url.pathname);
+        if (!m) continue;
+        pathKnown = true;
+        if (route.method !== method) continue;
+        const params: Record<string, string> = {};
+        route.keys.forEach((key, i) => {
+          params[key] = decodeURIComponent(m[i + 1]!);
+        });
+        matched = { route, params };
+        break;
+      }
+      const routeOptions = matched?.route.options ?? {};
+      if (!routeOptions.public && !this.authorized(req, routeOptions.token ?? this.token)) {
+        throw new MotusError('MOTUS_E_UNAUTHORIZED', 'missing or wrong bearer token');
+      }
+      if (!matched) {
+        throw new MotusError('MOTUS_E_NOT_FOUND', pathKnown ? `${method} is not allowed on ${url.pathname}` : `no such API path: ${url.pathname}`);
+      }
+      const body = method === 'GET' || method === 'HEAD' ? undefined : await readJsonBody(req);
+      const result = await matched.route.handler({ method, params: matched.params, query: url.searchParams, body, req, res, signal: abort.signal });
+      if (result === STREAMED) return;
+      sendJson(res, method === 'POST' ? 201 : 200, result ?? {});
+    } catch (err) {
+      const error = MotusError.from(err);
+      if (error.code === 'MOTUS_E_INTERNAL') this.logger.error('request failed', { method, path: url.pathname, error: error.message });
+      if (res.headersSent) {
+        res.end();
+        return;
+      }
+      sendJson(res, httpStatusOf(error.code), { error: error.toJSON() });
+    }
+  }
+
+  private authorized(req: IncomingMessage, token: string): boolean {
+    const header = req.headers.authorization ?? '';
+    const presented = Buffer.from(header.startsWith('Bearer ') ? header.slice(7) : '');
+    const expected = Buffer.from(token);
+    return presented.length === expected.length && timingSafeEqual(presented, expected);
+  }
+}
+
+export function sendJson(res: ServerResponse, status: number, value: unknown): void {
+  const text = JSON.stringify(value);
+  res.writeHead(status, { 'content-type': 'application/json', 'content-length': Buffer.byteLength(text) });
+  res.end(text);
+}
+
+/** Starts an NDJSON response; write one JSON value per line, then end. */
+export function startNdjson(res: ServerResponse): { write(value: unknown): void; end(): void } {
+  res.writeHead(200, { 'content-type': 'application/x-ndjson', 'cache-control': 'no-store' });
+  res.flushHeaders();
+  return {
+    write: (value) => {
+      if (!res.writableEnded) res.write(JSON.stringify(value) + '\n');
+    },
+    end: () => {
+      if (!res.writableEnded) res.end();
+    },
+  };
+}
+
+function readJsonBody(req: IncomingMessage): Promise<unknown> {
+  return new Promise((resolve, reject) => {
+    const chunks: Buffer[] = [];
+    let size = 0;
+    const timer = setTimeout(() => {
+      reject(new MotusError('MOTUS_E_INVALID_REQUEST', `request body not received within ${BODY_TIMEOUT_MS} ms`));
+      req.destroy();
+    }, BODY_TIMEOUT_MS);
+    req.on('data', (chunk: Buffer) => {
+      size += chunk.length;
+      if (size > MAX_BODY_BYTES) {
+        clearTimeout(timer);
+        reject(new MotusError('MOTUS_E_INVALID_REQUEST', `request body larger than ${MAX_BODY_BYTES} bytes`));
+        req.destroy();
+        return;
+      }
+      chunks.push(chunk);
+    });
+    req.on('end', () => {
+      clearTimeout(timer);
+      const text = Buffer.concat(chunks).toString('utf8');
+      if (text.trim().length === 0) return resolve({});
+      try {
+        resolve(JSON.parse(text));
+      } catch {
+        reject(new MotusError('MOTUS_E_INVALID_REQUEST', 'request body is not valid JSON'));
+      }
+    });
+    req.on('error', (err) => {
+      clearTimeout(timer);
+      reject(err);
+    });
+  });
+}

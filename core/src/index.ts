@@ -1,0 +1,11 @@
+export { createEmbeddedPlatform, type EmbeddedPlatform, type EmbeddedPlatformOptions } from './embedded.js';
+export { MotusServer, type MotusServerOptions } from './server/motus-server.js';
+export { HostAgent, type HostAgentOptions } from './agent/host-agent.js';
+export type { AgentFacts, AgentVm, HostLink } from './agent/host-link.js';
+export { HttpHostLink } from './agent/http-host-link.js';
+export { PluginHost, type PluginSource } from './kernel/plugin-host.js';
+export { createMigrationHooks, tapOnly } from './kernel/migration-hooks.js';
+export { createRootContainer } from './kernel/container.js';
+export { createLogger, JsonLogger } from './kernel/logger.js';
+export { parseSite, validateSite, loadSiteFile } from './site/site-file.js';
+export type { SiteConfig, HostConfig, MigrationConfig } from './site/site-schema.js';

@@ -1,0 +1,449 @@
+import { randomBytes } from 'node:crypto';
+import { performance } from 'node:perf_hooks';
+import type { DependencyContainer } from 'tsyringe';
+import {
+  MotusError,
+  type HostInfo,
+  type Logger,
+  type MigrationEvent,
+  type MigrationHookContext,
+  type MigrationHooks,
+  type MigrationPhase,
+  type MigrationProgress,
+  type MigrationRequest,
+  type MigrationSummary,
+  type VmInfo,
+} from '@motus/sdk';
+import type { HostLink } from '../agent/host-link.js';
+import type { MigrationConfig } from '../site/site-schema.js';
+import type { Inventory } from './inventory.js';
+
+/** What the orchestrator needs from the platform around it. */
+export interface OrchestratorDeps {
+  inventory: Inventory;
+  hooks: MigrationHooks;
+  container: DependencyContainer;
+  logger: Logger;
+  config: MigrationConfig;
+  host(name: string): { info: HostInfo; link: HostLink } | undefined;
+  publish(event: MigrationEvent): void;
+  vmMoved(vm: VmInfo, from: string, migrationId: string): void;
+}
+
+type EventBody = MigrationEvent extends infer E ? (E extends MigrationEvent ? Omit<E, 'migrationId' | 'seq' | 'at'> : never) : never;
+
+interface Running {
+  summary: MigrationSummary;
+  seq: number;
+  controller: AbortController;
+  cancelledBy?: string;
+  done: Promise<MigrationSummary>;
+}
+
+interface Plan {
+  vm: VmInfo;
+  source: { info: HostInfo; link: HostLink };
+  destination: { info: HostInfo; link: HostLink };
+  ctx: MigrationHookContext;
+  container: DependencyContainer;
+}
+
+const DESTINATION_RUN_TIMEOUT_MS = 10_000;
+
+/**
+ * Runs the migration lifecycle: request → validate → prepare → pre-copy →
+ * switchover → announce → cleanup, and on any failure tears the destination down
+ * and leaves the VM running on the source.
+ */
+export class MigrationOrchestrator {
+  private readonly running = new Map<string, Running>();
+  private readonly busyVms = new Set<string>();
+  /** Memory promised to migrations whose destination process does not exist yet. */
+  private readonly reservedMiB = new Map<string, number>();
+
+  constructor(private readonly deps: OrchestratorDeps) {}
+
+  /** Validates now (throwing a coded error, nothing started) and runs the rest in the background. */
+  async start(request: MigrationRequest): Promise<{ id: string; done: Promise<MigrationSummary> }> {
+    const t0 = performance.now();
+    const vm = this.deps.inventory.vm(request.vm);
+    const summary: MigrationSummary = {
+      id: newMigrationId(),
+      vm: request.vm,
+      source: vm?.host ?? '',
+      destination: request.destination,
+      requestedBy: request.requestedBy ?? 'unknown',
+      priority: request.priority ?? 'normal',
+      state: 'queued',
+      phase: 'request',
+      requestedAt: new Date().toISOString(),
+    };
+    const run: Running = { summary, seq: 0, controller: new AbortController(), done: Promise.resolve(summary) };
+    this.deps.inventory.putMigration(summary);
+    this.emit(run, {
+      type: 'requested',
+      vm: summary.vm,
+      source: summary.source,
+      destination: summary.destination,
+      requestedBy: summary.requestedBy,
+      priority: summary.priority,
+    });
+
+    let plan: Plan;
+    try {
+      summary.phase = 'validate';
+      plan = await this.validate(request, vm, run);
+    } catch (err) {
+      const error = MotusError.from(err);
+      summary.state = 'rejected';
+      summary.finishedAt = new Date().toISOString();
+      summary.error = error.toJSON();
+      this.deps.inventory.putMigration(summary);
+      this.emit(run, { type: 'rejected', error: error.toJSON(), vetoes: error.code === 'MOTUS_E_MIGRATION_VETOED' ? [error.data.veto as never] : [] });
+      throw error;
+    }
+    summary.state = 'running';
+    this.deps.inventory.putMigration(summary);
+    this.emit(run, { type: 'validated' });
+    this.busyVms.add(plan.vm.name);
+    this.running.set(summary.id, run);
+    run.done = this.execute(run, plan, t0).finally(() => {
+      this.busyVms.delete(plan.vm.name);
+      this.running.delete(summary.id);
+      void plan.container.dispose();
+    });
+    return { id: summary.id, done: run.done };
+  }
+
+  async cancel(id: string, by: string): Promise<void> {
+    const run = this.running.get(id);
+    if (!run) {
+      if (this.deps.inventory.migration(id)) throw new MotusError('MOTUS_E_INVALID_REQUEST', `migration ${id} is not running any more`, { migration: id });
+      throw new MotusError('MOTUS_E_NOT_FOUND', `no migration ${id}`, { migration: id });
+    }
+    run.cancelledBy = by;
+    run.controller.abort(new MotusError('MOTUS_E_MIGRATION_CANCELLED', `migration ${id} was cancelled by ${by}`, { migration: id, by }));
+  }
+
+  isBusy(vm: string): boolean {
+    return this.busyVms.has(vm);
+  }
+
+  reservedOn(host: string): number {
+    return this.reservedMiB.get(host) ?? 0;
+  }
+
+  /** Waits for every running migration to end (platform stop). */
+  async drain(): Promise<void> {
+    for (const run of this.running.values()) run.controller.abort(new MotusError('MOTUS_E_MIGRATION_CANCELLED', 'the platform is stopping'));
+    await Promise.allSettled([...this.running.values()].map((run) => run.done));
+  }
+
+  private async validate(request: MigrationRequest, vm: VmInfo | undefined, run: Running): Promise<Plan> {
+    if (!vm) throw new MotusError('MOTUS_E_VM_NOT_FOUND', `no VM named ${request.vm}`, { vm: request.vm });
+    if (this.busyVms.has(vm.name) || vm.state === 'migrating') {
+      throw new MotusError('MOTUS_E_VM_BUSY', `VM ${vm.name} is already being migrated`, { vm: vm.name });
+    }
+    if (vm.state !== 'running') throw new MotusError('MOTUS_E_VM_NOT_RUNNING', `VM ${vm.name} is ${vm.state}, not running`, { vm: vm.name, state: vm.state });
+    const destination = this.deps.host(request.destination);
+    if (!destination) throw new MotusError('MOTUS_E_HOST_NOT_FOUND', `no host named ${request.destination}`, { host: request.destination });
+    if (vm.host === request.destination) {
+      throw new MotusError('MOTUS_E_SAME_HOST', `VM ${vm.name} already runs on ${vm.host}; pick another destination`, { vm: vm.name, host: vm.host });
+    }
+    const source = this.deps.host(vm.host);
+    if (!source) throw new MotusError('MOTUS_E_HOST_NOT_FOUND', `VM ${vm.name} is on host ${vm.host}, which is not registered`, { host: vm.host });
+    for (const side of [source, destination]) {
+      if (side.info.state === 'disconnected') {
+        throw new MotusError('MOTUS_E_HOST_DOWN', `host ${side.info.name} is down (its agent does not answer)`, { host: side.info.name });
+      }
+    }
+    if (destination.info.state === 'maintenance') {
+      throw new MotusError('MOTUS_E_HOST_DOWN', `host ${destination.info.name} is in maintenance and takes no VMs`, { host: destination.info.name });
+    }
+    let facts;
+    try {
+      facts = await withTimeout(destination.link.facts(), 5_000, `facts of ${destination.info.name}`);
+    } catch (err) {
+      throw new MotusError('MOTUS_E_HOST_DOWN', `host ${destination.info.name} does not answer: ${(err as Error).message}`, { host: destination.info.name });
+    }
+    const freeMiB = facts.memoryTotalMiB - facts.memoryUsedMiB - this.reservedOn(destination.info.name);
+    if (freeMiB < vm.spec.memoryMiB) {
+      throw new MotusError(
+        'MOTUS_E_INSUFFICIENT_MEMORY',
+        `host ${destination.info.name} has ${freeMiB} MiB free, VM ${vm.name} needs ${vm.spec.memoryMiB} MiB`,
+        { host: destination.info.name, freeMiB, neededMiB: vm.spec.memoryMiB },
+      );
+    }
+    const container = this.deps.container.createChildContainer();
+    const ctx: MigrationHookContext = {
+      migrationId: run.summary.id,
+      vm,
+      source: source.info,
+      destination: destination.info,
+      container,
+      signal: run.controller.signal,
+    };
+    const veto = await this.deps.hooks.validate.promise(ctx);
+    if (veto) {
+      await container.dispose();
+      throw new MotusError('MOTUS_E_MIGRATION_VETOED', `${veto.plugin} refuses the migration: ${veto.reason}`, { veto });
+    }
+    return { vm, source, destination, ctx, container };
+  }
+
+  private async execute(run: Running, plan: Plan, t0: number): Promise<MigrationSummary> {
+    const { summary } = run;
+    const { vm, source, destination, ctx } = plan;
+    const { config, hooks, logger } = this.deps;
+    const signal = run.controller.signal;
+    const timeoutMs = (config.timeoutBaseSeconds + (config.timeoutSecondsPerGiB * vm.spec.memoryMiB) / 1024) * 1000;
+    const timer = setTimeout(() => {
+      run.controller.abort(new MotusError('MOTUS_E_MIGRATION_TIMEOUT', `migration of ${vm.name} did not finish within ${Math.round(timeoutMs / 1000)} s`, { timeoutMs }));
+    }, timeoutMs);
+    let resumedOnDestination = false;
+    this.setVmState(vm, 'migrating');
+    this.reservedMiB.set(destination.info.name, this.reservedOn(destination.info.name) + vm.spec.memoryMiB);
+    let reserved = true;
+    const unreserve = () => {
+      if (!reserved) return;
+      reserved = false;
+      this.reservedMiB.set(destination.info.name, this.reservedOn(destination.info.name) - vm.spec.memoryMiB);
+    };
+    try {
+      summary.phase = 'prepare';
+      const preparedAt = performance.now();
+      // Not abortable: a destination process still being launched must exist before rollback stops it.
+      const { uri } = await destination.link.prepareIncoming(vm.spec, summary.id);
+      if (signal.aborted) throw signal.reason;
+      unreserve();
+      await abortable(hooks.prepareDestination.promise(ctx), signal);
+      this.emit(run, { type: 'prepared', uri, ms: Math.round(performance.now() - preparedAt) });
+
+      summary.phase = 'precopy';
+      const pauseForSwitchover = hooks.switchover.isUsed();
+      const tuning = {
+        maxBandwidthBytesPerSec: config.maxBandwidthMiBps * 1024 * 1024,
+        downtimeLimitMs: config.downtimeLimitMs,
+        capabilities: { events: true, 'pause-before-switchover': pauseForSwitchover },
+      };
+      let final: MigrationProgress | undefined;
+      let switchedOver = false;
+      for await (const progress of source.link.migrateOut(vm.name, uri, tuning, summary.id, signal)) {
+        summary.controlPlaneMs ??= Math.round(performance.now() - t0);
+        if (progress.status === 'pre-switchover') {
+          if (switchedOver) continue;
+          switchedOver = true;
+          summary.phase = 'switchover';
+          this.emit(run, { type: 'switchover', host: destination.info.name });
+          await hooks.switchover.promise(ctx);
+          await source.link.continueMigration(vm.name);
+          continue;
+        }
+        if (progress.status === 'completed') {
+          final = progress;
+          break;
+        }
+        if (progress.status === 'failed' || progress.status === 'cancelled') {
+          throw new MotusError('MOTUS_E_MIGRATION_FAILED', `the hypervisor reports the migration ${progress.status}${progress.error ? `: ${progress.error}` : ''}`, {
+            status: progress.status,
+            ...(progress.error ? { cause: progress.error } : {}),
+          });
+        }
+        this.emit(run, progressEvent(progress));
+      }
+      if (!final) {
+        if (signal.aborted) throw signal.reason;
+        throw new MotusError('MOTUS_E_MIGRATION_FAILED', `the agent of ${source.info.name} stopped reporting before the migration ended`);
+      }
+      if (!switchedOver) {
+        summary.phase = 'switchover';
+        this.emit(run, { type: 'switchover', host: destination.info.name });
+      }
+      await this.waitForDestination(destination.link, vm.name);
+      resumedOnDestination = true;
+      this.emit(run, { type: 'resumed', host: destination.info.name });
+
+      summary.phase = 'announce';
+      if (hooks.announce.isUsed()) {
+        const announceAt = performance.now();
+        await this.afterResume('announce', () => hooks.announce.promise(ctx));
+        this.emit(run, { type: 'announced', host: destination.info.name, ms: Math.round(performance.now() - announceAt) });
+      }
+      summary.phase = 'cleanup';
+      await this.afterResume('commit on destination', () => destination.link.commitIncoming(vm.name));
+      await this.afterResume('stop source process', () => source.link.finishOutgoing(vm.name));
+      await this.afterResume('cleanup hooks', () => hooks.cleanup.promise(ctx));
+
+      const moved = await this.movedVm(vm, destination);
+      this.deps.inventory.putVm(moved);
+      this.deps.vmMoved(moved, source.info.name, summary.id);
+      Object.assign(summary, {
+        state: 'completed',
+        finishedAt: new Date().toISOString(),
+        downtimeMs: final.downtimeMs ?? 0,
+        totalTimeMs: Math.round(performance.now() - t0),
+        bytes: final.transferredBytes,
+        rounds: final.round,
+      } satisfies Partial<MigrationSummary>);
+      summary.controlPlaneMs ??= 0;
+      this.deps.inventory.putMigration(summary);
+      this.emit(run, {
+        type: 'completed',
+        downtimeMs: summary.downtimeMs!,
+        totalTimeMs: summary.totalTimeMs!,
+        bytes: summary.bytes!,
+        rounds: summary.rounds!,
+        controlPlaneMs: summary.controlPlaneMs,
+      });
+      logger.info('migration completed', { migration: summary.id, vm: vm.name, to: destination.info.name, downtimeMs: summary.downtimeMs });
+      return summary;
+    } catch (err) {
+      const phase = summary.phase ?? 'precopy';
+      if (resumedOnDestination) {
+        // The destination already runs the VM: it stays there, whatever else failed.
+        logger.error('migration failed after the destination resumed', { migration: summary.id, error: String(err) });
+      }
+      return await this.rollBack(run, plan, phase, signal.aborted ? signal.reason : err);
+    } finally {
+      clearTimeout(timer);
+      unreserve();
+    }
+  }
+
+  /** Failures after the destination runs are logged: the VM must not be rolled back then. */
+  private async afterResume(step: string, action: () => Promise<unknown>): Promise<void> {
+    try {
+      await action();
+    } catch (err) {
+      this.deps.logger.warn(`${step} failed after the VM resumed on its destination`, { error: (err as Error).message });
+    }
+  }
+
+  private async rollBack(run: Running, plan: Plan, phase: MigrationPhase, cause: unknown): Promise<MigrationSummary> {
+    const { summary } = run;
+    const { vm, source, destination, ctx } = plan;
+    const cancelled = cause instanceof MotusError && cause.code === 'MOTUS_E_MIGRATION_CANCELLED';
+    const error =
+      cause instanceof MotusError && (cause.code === 'MOTUS_E_MIGRATION_FAILED' || cancelled || cause.code === 'MOTUS_E_MIGRATION_TIMEOUT')
+        ? new MotusError(cause.code, cause.message, { ...cause.data, phase })
+        : new MotusError('MOTUS_E_MIGRATION_FAILED', `migration of ${vm.name} failed in ${phase}: ${(cause as Error)?.message ?? String(cause)}`, {
+            phase,
+            cause: cause instanceof MotusError ? cause.toJSON() : String(cause),
+          });
+    if (cancelled) this.emit(run, { type: 'cancelled', by: run.cancelledBy ?? 'system' });
+    else this.emit(run, { type: 'failed', phase, error: error.toJSON() });
+    try {
+      await this.deps.hooks.failed.promise(ctx, error, phase);
+    } catch (err) {
+      this.deps.logger.error('a failed hook threw', { migration: summary.id, error: (err as Error).message });
+    }
+    await source.link.cancelMigration(vm.name).catch(() => undefined);
+    await destination.link.abortIncoming(vm.name).catch((err: unknown) => {
+      this.deps.logger.warn('could not stop the destination copy', { migration: summary.id, error: (err as Error).message });
+    });
+    let state = await source.link.runState(vm.name).catch(() => 'absent' as const);
+    if (state === 'paused' || state === 'postmigrate' || state === 'finish-migrate') {
+      await source.link.resume(vm.name).catch((err: unknown) => {
+        this.deps.logger.error('could not resume the VM on its source', { migration: summary.id, error: (err as Error).message });
+      });
+      state = await source.link.runState(vm.name).catch(() => 'absent' as const);
+    }
+    const vmState = state === 'running' ? 'running' : state === 'absent' ? 'crashed' : 'paused';
+    this.setVmState(vm, vmState);
+    Object.assign(summary, { state: cancelled ? 'cancelled' : 'failed', finishedAt: new Date().toISOString(), error: error.toJSON() } satisfies Partial<MigrationSummary>);
+    this.deps.inventory.putMigration(summary);
+    this.emit(run, { type: 'rolled-back', host: source.info.name, vmState: state });
+    this.deps.logger.warn('migration rolled back', { migration: summary.id, vm: vm.name, phase, error: error.message, vmState: state });
+    return summary;
+  }
+
+  private async waitForDestination(link: HostLink, vm: string): Promise<void> {
+    const deadline = Date.now() + DESTINATION_RUN_TIMEOUT_MS;
+    for (;;) {
+      const state = await link.runState(vm);
+      if (state === 'running') return;
+      if (state === 'absent') throw new MotusError('MOTUS_E_MIGRATION_FAILED', `the destination process of ${vm} exited right after the switchover`);
+      if (Date.now() > deadline) {
+        throw new MotusError('MOTUS_E_MIGRATION_FAILED', `the destination of ${vm} did not start running within ${DESTINATION_RUN_TIMEOUT_MS} ms (state ${state})`);
+      }
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  }
+
+  private async movedVm(vm: VmInfo, destination: { info: HostInfo; link: HostLink }): Promise<VmInfo> {
+    const facts = await destination.link.facts().catch(() => undefined);
+    const process = facts?.vms.find((v) => v.name === vm.name);
+    return {
+      ...vm,
+      host: destination.info.name,
+      state: 'running',
+      ...(process ? { pid: process.pid, serialLog: process.serialLog, startedAt: process.startedAt } : {}),
+    };
+  }
+
+  private setVmState(vm: VmInfo, state: VmInfo['state']): void {
+    const current = this.deps.inventory.vm(vm.name) ?? vm;
+    this.deps.inventory.putVm({ ...current, state });
+  }
+
+  private emit(run: Running, body: EventBody): void {
+    run.seq += 1;
+    const event = { ...body, migrationId: run.summary.id, seq: run.seq, at: new Date().toISOString() } as MigrationEvent;
+    this.deps.inventory.addEvent(event);
+    this.deps.publish(event);
+  }
+}
+
+function progressEvent(p: MigrationProgress): EventBody {
+  const net = p.throughputBytesPerSec - p.dirtyRateBytesPerSec;
+  return {
+    type: 'progress',
+    status: p.status,
+    round: p.round,
+    totalBytes: p.totalBytes,
+    transferredBytes: p.transferredBytes,
+    remainingBytes: p.remainingBytes,
+    dirtyRateBytesPerSec: p.dirtyRateBytesPerSec,
+    throughputBytesPerSec: p.throughputBytesPerSec,
+    etaMs: net > 0 ? Math.round((p.remainingBytes / net) * 1000) : null,
+    expectedDowntimeMs: p.expectedDowntimeMs ?? null,
+  };
+}
+
+function newMigrationId(): string {
+  return `m-${Date.now().toString(36)}-${randomBytes(3).toString('hex')}`;
+}
+
+function abortable<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (value) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(value);
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(err);
+      },
+    );
+  });
+}
+
+export function withTimeout<T>(promise: Promise<T>, ms: number, what: string): Promise<T> {
+  return new Promise<T>((resolve, reject) => {
+    const timer = setTimeout(() => reject(new MotusError('MOTUS_E_TIMEOUT', `${what} took longer than ${ms} ms`)), ms);
+    promise.then(
+      (value) => {
+        clearTimeout(timer);
+        resolve(value);
+      },
+      (err: unknown) => {
+        clearTimeout(timer);
+        reject(err);
+      },
+    );
+  });
+}

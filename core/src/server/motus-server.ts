@@ -1,0 +1,295 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
+import { Observable, Subject, filter } from 'rxjs';
+import type { DependencyContainer } from 'tsyringe';
+import {
+  MotusError,
+  TERMINAL_MIGRATION_EVENTS,
+  type HostEvent,
+  type HostInfo,
+  type Logger,
+  type MigrationEvent,
+  type MigrationHandle,
+  type MigrationHooks,
+  type MigrationRequest,
+  type MigrationSummary,
+  type Platform,
+  type VmEvent,
+  type VmInfo,
+  type VmSpec,
+} from '@motus/sdk';
+import type { AgentFacts, HostLink } from '../agent/host-link.js';
+import { createMigrationHooks } from '../kernel/migration-hooks.js';
+import { PluginHost, type PluginSource } from '../kernel/plugin-host.js';
+import { parseMigrationRequest, parseVmSpec } from '../kernel/request-schemas.js';
+import type { MigrationConfig } from '../site/site-schema.js';
+import { Inventory } from './inventory.js';
+import { MigrationOrchestrator, withTimeout } from './migration-orchestrator.js';
+
+export interface MotusServerOptions {
+  stateDir: string;
+  logger: Logger;
+  container: DependencyContainer;
+  migration: MigrationConfig;
+  /** Plugins of the server role (validation, placement, …). */
+  plugins: PluginSource[];
+  /** How often each agent is asked for its facts; 3 misses mark the host down. */
+  heartbeatMs?: number;
+}
+
+interface HostEntry {
+  info: HostInfo;
+  link: HostLink;
+  misses: number;
+}
+
+const MISSES_BEFORE_DOWN = 3;
+
+/**
+ * The management server: inventory, hosts and their agents, the migration
+ * orchestrator, and the streams every observer subscribes to.
+ */
+export class MotusServer implements Platform {
+  private readonly hostEntries = new Map<string, HostEntry>();
+  private readonly migrationSubject = new Subject<MigrationEvent>();
+  private readonly hostSubject = new Subject<HostEvent>();
+  private readonly vmSubject = new Subject<VmEvent>();
+  readonly migrations$ = this.migrationSubject.asObservable();
+  readonly hosts$ = this.hostSubject.asObservable();
+  readonly vms$ = this.vmSubject.asObservable();
+  private readonly orchestrator: MigrationOrchestrator;
+  private readonly heartbeat: NodeJS.Timeout;
+  private stopped = false;
+
+  private constructor(
+    private readonly options: MotusServerOptions,
+    private readonly inventory: Inventory,
+    private readonly plugins: PluginHost,
+    hooks: MigrationHooks,
+  ) {
+    this.orchestrator = new MigrationOrchestrator({
+      inventory,
+      hooks,
+      container: options.container,
+      logger: options.logger,
+      config: options.migration,
+      host: (name) => this.hostEntries.get(name),
+      publish: (event) => this.migrationSubject.next(event),
+      vmMoved: (vm, from, migrationId) => this.vmSubject.next({ type: 'vm-moved', at: now(), vm, from, to: vm.host, migrationId }),
+    });
+    this.heartbeat = setInterval(() => void this.beat(), options.heartbeatMs ?? 1_000);
+    this.heartbeat.unref();
+  }
+
+  static async start(options: MotusServerOptions): Promise<MotusServer> {
+    mkdirSync(options.stateDir, { recursive: true });
+    const inventory = new Inventory(join(options.stateDir, 'motus.db'));
+    const hooks = createMigrationHooks();
+    const plugins = new PluginHost({ role: 'server', root: options.container, hooks, logger: options.logger, stateDir: options.stateDir });
+    try {
+      await plugins.load(options.plugins);
+    } catch (err) {
+      await plugins.dispose();
+      inventory.close();
+      throw err;
+    }
+    const server = new MotusServer(options, inventory, plugins, hooks);
+    server.reconcileAfterRestart();
+    return server;
+  }
+
+  /** Adds (or re-adds, after an agent restart) a host and its link; its facts are read at once. */
+  async addHost(link: HostLink): Promise<HostInfo> {
+    const facts = await withTimeout(link.facts(), 10_000, `facts of host ${link.name}`);
+    const info = this.infoFromFacts(link, facts, 'connected');
+    const known = this.hostEntries.has(link.name);
+    this.hostEntries.set(link.name, { info, link, misses: 0 });
+    this.inventory.putHost(info);
+    this.reconcileHost(link.name, facts);
+    this.hostSubject.next({ type: known ? 'host-connected' : 'host-registered', at: now(), host: info });
+    this.options.logger.info('host registered', { host: link.name });
+    return info;
+  }
+
+  async hosts(): Promise<HostInfo[]> {
+    return [...this.hostEntries.values()].map((e) => e.info).sort((a, b) => a.name.localeCompare(b.name));
+  }
+
+  async vms(): Promise<VmInfo[]> {
+    return this.inventory.vms();
+  }
+
+  async startVm(specInput: VmSpec, hostName: string): Promise<VmInfo> {
+    const spec = parseVmSpec(specInput);
+    const existing = this.inventory.vm(spec.name);
+    if (existing && existing.state !== 'stopped' && existing.state !== 'crashed') {
+      throw new MotusError('MOTUS_E_VM_EXISTS', `VM ${spec.name} already exists on ${existing.host} (${existing.state})`, { vm: spec.name, host: existing.host });
+    }
+    const host = this.liveHost(hostName);
+    const facts = await withTimeout(host.link.facts(), 5_000, `facts of ${hostName}`);
+    const freeMiB = facts.memoryTotalMiB - facts.memoryUsedMiB - this.orchestrator.reservedOn(hostName);
+    if (freeMiB < spec.memoryMiB) {
+      throw new MotusError('MOTUS_E_INSUFFICIENT_MEMORY', `host ${hostName} has ${freeMiB} MiB free, VM ${spec.name} needs ${spec.memoryMiB} MiB`, {
+        host: hostName,
+        freeMiB,
+        neededMiB: spec.memoryMiB,
+      });
+    }
+    const started = await host.link.startVm(spec);
+    const vm: VmInfo = { name: spec.name, host: hostName, state: 'running', spec, pid: started.pid, serialLog: started.serialLog, startedAt: started.startedAt };
+    this.inventory.putVm(vm);
+    this.vmSubject.next({ type: 'vm-started', at: now(), vm });
+    return vm;
+  }
+
+  async stopVm(name: string): Promise<void> {
+    const vm = this.inventory.vm(name);
+    if (!vm) throw new MotusError('MOTUS_E_VM_NOT_FOUND', `no VM named ${name}`, { vm: name });
+    if (this.orchestrator.isBusy(name)) throw new MotusError('MOTUS_E_VM_BUSY', `VM ${name} is being migrated; cancel the migration first`, { vm: name });
+    if (vm.state === 'stopped') return;
+    const host = this.liveHost(vm.host);
+    await host.link.stopVm(name).catch((err: unknown) => {
+      if (!(err instanceof MotusError && err.code === 'MOTUS_E_VM_NOT_FOUND')) throw err;
+    });
+    const stopped: VmInfo = { ...vm, state: 'stopped' };
+    delete stopped.pid;
+    this.inventory.putVm(stopped);
+    this.vmSubject.next({ type: 'vm-stopped', at: now(), vm: stopped, reason: 'stopped on request' });
+  }
+
+  async migrate(requestInput: MigrationRequest): Promise<MigrationHandle> {
+    const request = parseMigrationRequest(requestInput);
+    const { id, done } = await this.orchestrator.start(request);
+    return { id, events$: this.migrationEvents$(id), done, cancel: (by = 'unknown') => this.orchestrator.cancel(id, by) };
+  }
+
+  async cancelMigration(id: string, by: string): Promise<void> {
+    await this.orchestrator.cancel(id, by);
+  }
+
+  async migrations(): Promise<MigrationSummary[]> {
+    return this.inventory.migrations();
+  }
+
+  async migration(id: string): Promise<MigrationSummary> {
+    const summary = this.inventory.migration(id);
+    if (!summary) throw new MotusError('MOTUS_E_NOT_FOUND', `no migration ${id}`, { migration: id });
+    return summary;
+  }
+
+  /** A migration's events from the first, then live, completing after the terminal one. */
+  migrationEvents$(id: string): Observable<MigrationEvent> {
+    return new Observable<MigrationEvent>((subscriber) => {
+      let lastSeq = 0;
+      const deliver = (event: MigrationEvent) => {
+        if (event.seq <= lastSeq) return;
+        lastSeq = event.seq;
+        subscriber.next(event);
+        if (TERMINAL_MIGRATION_EVENTS.includes(event.type)) subscriber.complete();
+      };
+      // Reading the stored events is synchronous, so no live event can slip in between.
+      for (const event of this.inventory.events(id)) deliver(event);
+      if (subscriber.closed) return undefined;
+      const summary = this.inventory.migration(id);
+      if (!summary) {
+        subscriber.error(new MotusError('MOTUS_E_NOT_FOUND', `no migration ${id}`, { migration: id }));
+        return undefined;
+      }
+      if (summary.state !== 'running' && summary.state !== 'queued') {
+        subscriber.complete();
+        return undefined;
+      }
+      const live = this.migrationSubject.pipe(filter((e) => e.migrationId === id)).subscribe({ next: deliver, error: (err: unknown) => subscriber.error(err) });
+      return () => live.unsubscribe();
+    });
+  }
+
+  async stop(): Promise<void> {
+    if (this.stopped) return;
+    this.stopped = true;
+    clearInterval(this.heartbeat);
+    await this.orchestrator.drain();
+    await this.plugins.dispose();
+    this.migrationSubject.complete();
+    this.hostSubject.complete();
+    this.vmSubject.complete();
+    this.inventory.close();
+  }
+
+  private liveHost(name: string): HostEntry {
+    const host = this.hostEntries.get(name);
+    if (!host) throw new MotusError('MOTUS_E_HOST_NOT_FOUND', `no host named ${name}`, { host: name });
+    if (host.info.state === 'disconnected') throw new MotusError('MOTUS_E_HOST_DOWN', `host ${name} is down (its agent does not answer)`, { host: name });
+    return host;
+  }
+
+  private async beat(): Promise<void> {
+    await Promise.all(
+      [...this.hostEntries.values()].map(async (entry) => {
+        try {
+          const facts = await withTimeout(entry.link.facts(), 2_000, `facts of ${entry.info.name}`);
+          const wasDown = entry.info.state === 'disconnected';
+          entry.misses = 0;
+          entry.info = this.infoFromFacts(entry.link, facts, wasDown ? 'connected' : entry.info.state);
+          this.inventory.putHost(entry.info);
+          this.reconcileHost(entry.info.name, facts);
+          if (wasDown) this.hostSubject.next({ type: 'host-connected', at: now(), host: entry.info });
+        } catch (err) {
+          entry.misses += 1;
+          if (entry.misses === MISSES_BEFORE_DOWN && entry.info.state !== 'disconnected') {
+            entry.info = { ...entry.info, state: 'disconnected' };
+            this.inventory.putHost(entry.info);
+            const reason = (err as Error).message;
+            this.options.logger.warn('host down', { host: entry.info.name, reason });
+            this.hostSubject.next({ type: 'host-disconnected', at: now(), host: entry.info, reason });
+          }
+        }
+      }),
+    );
+  }
+
+  /** VMs the inventory places on a host but whose process is gone there have crashed. */
+  private reconcileHost(host: string, facts: AgentFacts): void {
+    const present = new Set(facts.vms.map((vm) => vm.name));
+    for (const vm of this.inventory.vms()) {
+      if (vm.host !== host || vm.state !== 'running' || present.has(vm.name) || this.orchestrator.isBusy(vm.name)) continue;
+      const crashed: VmInfo = { ...vm, state: 'crashed' };
+      this.inventory.putVm(crashed);
+      this.vmSubject.next({ type: 'vm-stopped', at: now(), vm: crashed, reason: `its process is gone from ${host}` });
+    }
+  }
+
+  /** A migration that was running when the server stopped cannot be followed any more. */
+  private reconcileAfterRestart(): void {
+    for (const summary of this.inventory.migrations()) {
+      if (summary.state !== 'running' && summary.state !== 'queued') continue;
+      this.inventory.putMigration({
+        ...summary,
+        state: 'failed',
+        finishedAt: now(),
+        error: { code: 'MOTUS_E_MIGRATION_FAILED', message: 'the server stopped while the migration ran' },
+      });
+    }
+    for (const vm of this.inventory.vms()) {
+      if (vm.state === 'migrating') this.inventory.putVm({ ...vm, state: 'unknown' });
+    }
+  }
+
+  private infoFromFacts(link: HostLink, facts: AgentFacts, state: HostInfo['state']): HostInfo {
+    return {
+      name: link.name,
+      state,
+      url: (link as { url?: string }).url ?? 'in-process',
+      migrationAddress: facts.migrationAddress,
+      memoryTotalMiB: facts.memoryTotalMiB,
+      memoryUsedMiB: facts.memoryUsedMiB,
+      cpus: facts.cpus,
+      hypervisor: { kind: facts.hypervisor.kind, version: facts.hypervisor.version, accelerator: facts.hypervisor.accelerator },
+      lastSeen: now(),
+    };
+  }
+}
+
+function now(): string {
+  return new Date().toISOString();
+}

@@ -1,0 +1,69 @@
+import { z } from 'zod';
+
+const hostName = z
+  .string()
+  .regex(/^[a-z0-9][a-z0-9-]{0,62}$/, 'a host name is lowercase letters, digits and dashes (at most 63)');
+
+/** "address:port", port 0 meaning any free port. */
+export const listenAddress = z
+  .string()
+  .regex(/^[0-9a-zA-Z.:[\]-]+:\d{1,5}$/, "expected 'address:port', e.g. 127.0.0.1:7300")
+  .refine((value) => Number(value.slice(value.lastIndexOf(':') + 1)) <= 65535, 'port must be at most 65535');
+
+export const HostConfigSchema = z
+  .object({
+    name: hostName,
+    /** Address the agent's API listens on. */
+    listen: listenAddress.default('127.0.0.1:0'),
+    /** Address this host receives migration streams on. */
+    migrationAddress: z.string().min(1).default('127.0.0.1'),
+    /** Memory offered to VMs; the host's physical memory when absent. */
+    memoryMiB: z.number().int().positive().optional(),
+  })
+  .strict();
+
+export const PluginEntrySchema = z
+  .object({
+    package: z.string().min(1),
+    config: z.record(z.string(), z.unknown()).default({}),
+  })
+  .strict();
+
+export const MigrationConfigSchema = z
+  .object({
+    /** Bandwidth cap handed to the hypervisor, MiB/s (QEMU's own default is 128). */
+    maxBandwidthMiBps: z.number().positive().default(1024),
+    /** Longest switchover the hypervisor may plan for, ms. */
+    downtimeLimitMs: z.number().int().positive().default(300),
+    /** A migration is aborted and rolled back after base + perGiB × memory. */
+    timeoutBaseSeconds: z.number().positive().default(120),
+    timeoutSecondsPerGiB: z.number().positive().default(240),
+  })
+  .strict();
+
+export const SiteSchema = z
+  .object({
+    site: z.string().min(1).default('motus'),
+    server: z
+      .object({ listen: listenAddress.default('127.0.0.1:0') })
+      .strict()
+      .prefault({}),
+    hosts: z
+      .array(HostConfigSchema)
+      .min(1, 'a site needs at least one host')
+      .superRefine((hosts, ctx) => {
+        const seen = new Set<string>();
+        hosts.forEach((host, index) => {
+          if (seen.has(host.name)) ctx.addIssue({ code: 'custom', message: `host name '${host.name}' is used twice`, path: [index, 'name'] });
+          seen.add(host.name);
+        });
+      }),
+    plugins: z.array(PluginEntrySchema).default([{ package: '@motus/hv-qemu', config: {} }]),
+    migration: MigrationConfigSchema.prefault({}),
+  })
+  .strict();
+
+export type SiteConfig = z.infer<typeof SiteSchema>;
+export type HostConfig = z.infer<typeof HostConfigSchema>;
+export type PluginEntry = z.infer<typeof PluginEntrySchema>;
+export type MigrationConfig = z.infer<typeof MigrationConfigSchema>;

@@ -1,0 +1,2 @@
+export * from './motus-client.js';
+export * from './ndjson.js';
