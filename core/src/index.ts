@@ -9,3 +9,6 @@ export { createRootContainer } from './kernel/container.js';
 export { createLogger, JsonLogger } from './kernel/logger.js';
 export { parseSite, validateSite, loadSiteFile } from './site/site-file.js';
 export type { SiteConfig, HostConfig, MigrationConfig } from './site/site-schema.js';
+export { createServerApi, type ServerApiOptions } from './server/server-api.js';
+export { createAgentApi } from './agent/agent-api.js';
+export { runCli, EXIT, type CliIo } from './cli/motus-cli.js';

@@ -170,7 +170,7 @@ async function importPlugin(packageName: string): Promise<PluginDefinition<unkno
     mod = (await import(packageName)) as Record<string, unknown>;
   } catch (err) {
     const code = (err as { code?: string }).code;
-    const notFound = code === 'ERR_MODULE_NOT_FOUND' && String((err as Error).message).includes(packageName);
+    const notFound = code === 'ERR_MODULE_NOT_FOUND' && String((err as Error).message).includes(`Cannot find package '${packageName}'`);
     throw new MotusError(
       notFound ? 'MOTUS_E_PLUGIN_NOT_FOUND' : 'MOTUS_E_PLUGIN_INVALID',
       notFound
