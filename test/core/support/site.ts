@@ -1,0 +1,97 @@
+import { spawn, execFile, type ChildProcess } from 'node:child_process';
+import { existsSync, readFileSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { MotusClient } from '@motus/sdk';
+import { tempDir, waitFor } from '../../support/index.js';
+
+export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..');
+const motusd = join(repoRoot, 'core', 'dist', 'bin', 'motusd.js');
+const motus = join(repoRoot, 'core', 'dist', 'bin', 'motus.js');
+
+/** A real all-in-one site: motusd in its own process, one agent process per host. */
+export interface TestSite {
+  stateDir: string;
+  client: MotusClient;
+  /** Agent process ids by host name, from motusd's output. */
+  agentPids: Map<string, number>;
+  output(): string;
+  /** Runs the real `motus` CLI against the site. */
+  cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
+  stop(): Promise<void>;
+}
+
+export async function startSite(siteYaml: string): Promise<TestSite> {
+  const dir = tempDir('site');
+  const sitePath = join(dir.path, 'site.yaml');
+  writeFileSync(sitePath, siteYaml);
+  let out = '';
+  const child: ChildProcess = spawn(process.execPath, [motusd, '--all-in-one', '--state', dir.path, '--site', sitePath], {
+    stdio: ['ignore', 'pipe', 'pipe'],
+  });
+  child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  child.stderr!.on('data', (chunk: Buffer) => (out += chunk.toString()));
+  const stop = async () => {
+    if (child.exitCode === null && child.signalCode === null) {
+      const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+      child.kill('SIGTERM');
+      const timer = setTimeout(() => child.kill('SIGKILL'), 20_000);
+      await exited;
+      clearTimeout(timer);
+    }
+    dir.remove();
+  };
+  try {
+    await waitFor(
+      'the all-in-one site to be ready',
+      () => {
+        if (child.exitCode !== null) throw new Error(`motusd exited with ${child.exitCode}:\n${out}`);
+        return existsSync(join(dir.path, 'client.json')) ? true : undefined;
+      },
+      120_000,
+    );
+  } catch (err) {
+    await stop();
+    throw err;
+  }
+  const client = new MotusClient(JSON.parse(readFileSync(join(dir.path, 'client.json'), 'utf8')) as { url: string; token: string });
+  const agentPids = new Map([...out.matchAll(/started agent (\S+) \(pid (\d+)\)/g)].map((m) => [m[1]!, Number(m[2])]));
+  return {
+    stateDir: dir.path,
+    client,
+    agentPids,
+    output: () => out,
+    cli: (...args) =>
+      new Promise((resolve) => {
+        execFile(process.execPath, [motus, '--state', dir.path, ...args], { timeout: 300_000 }, (err, stdout, stderr) => {
+          const code = err ? (typeof (err as { code?: unknown }).code === 'number' ? ((err as { code: number }).code) : 1) : 0;
+          resolve({ code, stdout, stderr });
+        });
+      }),
+    stop,
+  };
+}
+
+/** QEMU processes whose command line names this VM (source and destination copies). */
+export function qemuPidsOf(vm: string): Promise<number[]> {
+  return new Promise((resolve, reject) => {
+    execFile('ps', ['-eo', 'pid=,args='], (err, stdout) => {
+      if (err) return reject(err);
+      resolve(
+        stdout
+          .split('\n')
+          .filter((line) => line.includes('qemu-system') && !line.includes('setpriv') && new RegExp(`-name (guest=)?${vm}(,|\\s|$)`).test(line))
+          .map((line) => Number(line.trim().split(/\s+/)[0])),
+      );
+    });
+  });
+}
+
+export function alive(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+    return true;
+  } catch {
+    return false;
+  }
+}
