@@ -143,6 +143,8 @@ export class HostAgent implements HostLink {
       },
       error: () => wake?.(),
     });
+    const onAbort = () => wake?.();
+    signal.addEventListener('abort', onAbort, { once: true });
     const interval = this.options.progressIntervalMs ?? 250;
     try {
       await vm.handle.startMigration(uri, tuning);
@@ -165,7 +167,6 @@ export class HostAgent implements HostLink {
             clearTimeout(timer);
             resolve();
           };
-          signal.addEventListener('abort', wake, { once: true });
         });
         wake = undefined;
       }
@@ -174,6 +175,7 @@ export class HostAgent implements HostLink {
       throw err;
     } finally {
       statusWatch.unsubscribe();
+      signal.removeEventListener('abort', onAbort);
     }
   }
 

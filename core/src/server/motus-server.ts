@@ -60,6 +60,7 @@ export class MotusServer implements Platform {
   private readonly orchestrator: MigrationOrchestrator;
   private readonly heartbeat: NodeJS.Timeout;
   private stopped = false;
+  private beating = false;
 
   private constructor(
     private readonly options: MotusServerOptions,
@@ -224,6 +225,8 @@ export class MotusServer implements Platform {
   }
 
   private async beat(): Promise<void> {
+    if (this.beating) return;
+    this.beating = true;
     await Promise.all(
       [...this.hostEntries.values()].map(async (entry) => {
         try {
@@ -245,7 +248,9 @@ export class MotusServer implements Platform {
           }
         }
       }),
-    );
+    ).finally(() => {
+      this.beating = false;
+    });
   }
 
   /** VMs the inventory places on a host but whose process is gone there have crashed. */

@@ -20,7 +20,7 @@ import {
   type WccData,
 } from './nfs3-types.js';
 import type { RpcClient } from './rpc-client.js';
-import { decodeXdr, XdrWriter, type XdrReader } from './xdr.js';
+import { decodeXdr, XdrWriter, type XdrReader, type XdrResult } from './xdr.js';
 
 const PROC = {
   NULL: 0, GETATTR: 1, SETATTR: 2, LOOKUP: 3, ACCESS: 4, READ: 6, WRITE: 7, CREATE: 8, MKDIR: 9,
@@ -125,21 +125,149 @@ function writeDirOpArgs(w: XdrWriter, dir: Buffer, name: string): XdrWriter {
   return w.opaque(dir).string(name);
 }
 
+/*
+ * The OK bodies of each procedure's results, as pure decoders: the client uses
+ * them, and tests run them over recorded and malformed replies.
+ */
+
+export function decodeLookupOk(r: XdrReader): LookupResult {
+  return { fh: readFileHandle(r), attrs: readPostOpAttr(r), dirAttrs: readPostOpAttr(r) };
+}
+
+export function decodeAccessOk(r: XdrReader): { granted: number; attrs: Fattr3 | undefined } {
+  const attrs = readPostOpAttr(r);
+  return { attrs, granted: r.uint32('access') };
+}
+
+/** `maxCount` is what the READ asked for: a server must not send more. */
+export function decodeReadOk(r: XdrReader, maxCount: number): ReadResult {
+  const attrs = readPostOpAttr(r);
+  const n = r.uint32('count');
+  const eof = r.bool('eof');
+  const data = r.opaque(maxCount, 'data');
+  if (data.length !== n) r.fail('bad-value', `READ count ${n} disagrees with ${data.length} data bytes`);
+  return { attrs, eof, data };
+}
+
+export function decodeWriteOk(r: XdrReader): WriteResult {
+  return {
+    wcc: readWccData(r),
+    count: r.uint32('count'),
+    committed: r.enumOf([0, 1, 2], 'stable_how') as StableHow,
+    verifier: r.fixedOpaque(NFS3_WRITEVERFSIZE, 'writeverf3'),
+  };
+}
+
+export function decodeCommitOk(r: XdrReader): { verifier: Buffer; wcc: WccData } {
+  return { wcc: readWccData(r), verifier: r.fixedOpaque(NFS3_WRITEVERFSIZE, 'writeverf3') };
+}
+
+/** CREATE and MKDIR share their result shape. */
+export function decodeCreateOk(r: XdrReader): CreateResult {
+  const fh = readPostOpFh(r);
+  const attrs = readPostOpAttr(r);
+  readWccData(r);
+  return { fh, attrs };
+}
+
+export function decodeRenameOk(r: XdrReader): void {
+  readWccData(r);
+  readWccData(r);
+}
+
+export function decodeReaddirPlusOk(r: XdrReader): ReaddirPlusResult {
+  readPostOpAttr(r);
+  const cookieverf = r.fixedOpaque(NFS3_COOKIEVERFSIZE, 'cookieverf3');
+  const entries: DirEntryPlus[] = [];
+  while (r.bool('entry follows')) {
+    entries.push({
+      fileid: r.uint64('fileid'),
+      name: r.string(MAX_NAME, 'filename3'),
+      cookie: r.uint64('cookie'),
+      attrs: readPostOpAttr(r),
+      fh: readPostOpFh(r),
+    });
+  }
+  return { entries, cookieverf, eof: r.bool('eof') };
+}
+
+export function decodeFsstatOk(r: XdrReader): FsStat {
+  readPostOpAttr(r);
+  return {
+    totalBytes: r.uint64Number('tbytes'),
+    freeBytes: r.uint64Number('fbytes'),
+    availableBytes: r.uint64Number('abytes'),
+    totalFiles: r.uint64Number('tfiles'),
+    freeFiles: r.uint64Number('ffiles'),
+    availableFiles: r.uint64Number('afiles'),
+    invarsec: r.uint32('invarsec'),
+  };
+}
+
+export function decodeFsinfoOk(r: XdrReader): FsInfo {
+  readPostOpAttr(r);
+  return {
+    rtmax: r.uint32('rtmax'),
+    rtpref: r.uint32('rtpref'),
+    rtmult: r.uint32('rtmult'),
+    wtmax: r.uint32('wtmax'),
+    wtpref: r.uint32('wtpref'),
+    wtmult: r.uint32('wtmult'),
+    dtpref: r.uint32('dtpref'),
+    maxFileSize: r.uint64('maxfilesize'),
+    timeDelta: readTime(r),
+    properties: r.uint32('properties'),
+  };
+}
+
+/** OK-body decoder of every procedure the client calls, by procedure number. */
+export const NFS3_OK_DECODERS: Readonly<Record<number, (r: XdrReader) => unknown>> = {
+  [PROC.NULL]: () => undefined,
+  [PROC.GETATTR]: readFattr3,
+  [PROC.SETATTR]: readWccData,
+  [PROC.LOOKUP]: decodeLookupOk,
+  [PROC.ACCESS]: decodeAccessOk,
+  [PROC.READ]: (r) => decodeReadOk(r, 0xffffffff),
+  [PROC.WRITE]: decodeWriteOk,
+  [PROC.CREATE]: decodeCreateOk,
+  [PROC.MKDIR]: decodeCreateOk,
+  [PROC.REMOVE]: readWccData,
+  [PROC.RMDIR]: readWccData,
+  [PROC.RENAME]: decodeRenameOk,
+  [PROC.READDIRPLUS]: decodeReaddirPlusOk,
+  [PROC.FSSTAT]: decodeFsstatOk,
+  [PROC.FSINFO]: decodeFsinfoOk,
+  [PROC.COMMIT]: decodeCommitOk,
+};
+
+/**
+ * Decodes a procedure's results: the status, then for NFS3_OK the body, which
+ * must fill the results exactly. A failure body is not decoded: the status is
+ * what callers act on.
+ */
+export function decodeNfs3Results<T>(results: Buffer, ok: (r: XdrReader) => T): XdrResult<{ status: number; value: T | undefined }> {
+  const head = decodeXdr(results, (r) => r.uint32('nfsstat3'));
+  if (!head.ok) return head;
+  if (head.value !== 0) return { ok: true, value: { status: head.value, value: undefined } };
+  const body = decodeXdr(
+    results,
+    (r) => {
+      r.uint32('nfsstat3');
+      return ok(r);
+    },
+    true,
+  );
+  return body.ok ? { ok: true, value: { status: 0, value: body.value } } : body;
+}
+
 export class Nfs3Client {
   constructor(readonly rpc: RpcClient) {}
 
-  /**
-   * One procedure: sends, decodes the status, then the OK body. A failure body is
-   * not decoded: the status is what callers act on. JUKEBOX (server busy, e.g. a
-   * file being recalled) is retried after a pause, as RFC 1813 asks.
-   */
+  /** One procedure; JUKEBOX (server busy) is retried after a pause, as RFC 1813 asks. */
   private async call<T>(proc: number, name: string, args: Buffer, subject: string | undefined, ok: (r: XdrReader) => T): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       const results = await this.rpc.call(proc, args, { name });
-      const res = decodeXdr(results, (r) => {
-        const status = r.uint32('nfsstat3');
-        return status === 0 ? { status, value: ok(r) } : { status, value: undefined };
-      });
+      const res = decodeNfs3Results(results, ok);
       if (!res.ok) {
         throw nasError('MOTUS_E_NFS_PROTOCOL', `NFS ${name} reply from ${this.rpc.endpoint} is malformed: ${res.error.message}`, { procedure: name, ...res.error });
       }
@@ -171,49 +299,26 @@ export class Nfs3Client {
   }
 
   lookup(dir: Buffer, name: string, subject?: string): Promise<LookupResult> {
-    return this.call(PROC.LOOKUP, 'LOOKUP', writeDirOpArgs(new XdrWriter(), dir, name).toBuffer(), subject ?? name, (r) => ({
-      fh: readFileHandle(r),
-      attrs: readPostOpAttr(r),
-      dirAttrs: readPostOpAttr(r),
-    }));
+    return this.call(PROC.LOOKUP, 'LOOKUP', writeDirOpArgs(new XdrWriter(), dir, name).toBuffer(), subject ?? name, decodeLookupOk);
   }
 
   /** Which of the `mask` bits (see `Access`) the caller is granted. */
   access(fh: Buffer, mask: number, subject?: string): Promise<{ granted: number; attrs: Fattr3 | undefined }> {
-    return this.call(PROC.ACCESS, 'ACCESS', new XdrWriter().opaque(fh).uint32(mask).toBuffer(), subject, (r) => {
-      const attrs = readPostOpAttr(r);
-      return { attrs, granted: r.uint32('access') };
-    });
+    return this.call(PROC.ACCESS, 'ACCESS', new XdrWriter().opaque(fh).uint32(mask).toBuffer(), subject, decodeAccessOk);
   }
 
   read(fh: Buffer, offset: number, count: number, subject?: string): Promise<ReadResult> {
-    return this.call(PROC.READ, 'READ', new XdrWriter().opaque(fh).uint64(offset).uint32(count).toBuffer(), subject, (r) => {
-      const attrs = readPostOpAttr(r);
-      const n = r.uint32('count');
-      const eof = r.bool('eof');
-      // A server must not send more than asked; more would be a broken reply.
-      const data = r.opaque(count, 'data');
-      if (data.length !== n) r.fail('bad-value', `READ count ${n} disagrees with ${data.length} data bytes`);
-      return { attrs, eof, data };
-    });
+    return this.call(PROC.READ, 'READ', new XdrWriter().opaque(fh).uint64(offset).uint32(count).toBuffer(), subject, (r) => decodeReadOk(r, count));
   }
 
   write(fh: Buffer, offset: number, data: Buffer, stable: StableHow, subject?: string): Promise<WriteResult> {
     const args = new XdrWriter().opaque(fh).uint64(offset).uint32(data.length).uint32(stable).opaque(data).toBuffer();
-    return this.call(PROC.WRITE, 'WRITE', args, subject, (r) => ({
-      wcc: readWccData(r),
-      count: r.uint32('count'),
-      committed: r.enumOf([0, 1, 2], 'stable_how') as StableHow,
-      verifier: r.fixedOpaque(NFS3_WRITEVERFSIZE, 'writeverf3'),
-    }));
+    return this.call(PROC.WRITE, 'WRITE', args, subject, decodeWriteOk);
   }
 
   /** Makes data written UNSTABLE durable; `count` 0 means to the end of the file. */
   commit(fh: Buffer, offset: number, count: number, subject?: string): Promise<{ verifier: Buffer; wcc: WccData }> {
-    return this.call(PROC.COMMIT, 'COMMIT', new XdrWriter().opaque(fh).uint64(offset).uint32(count).toBuffer(), subject, (r) => ({
-      wcc: readWccData(r),
-      verifier: r.fixedOpaque(NFS3_WRITEVERFSIZE, 'writeverf3'),
-    }));
+    return this.call(PROC.COMMIT, 'COMMIT', new XdrWriter().opaque(fh).uint64(offset).uint32(count).toBuffer(), subject, decodeCommitOk);
   }
 
   create(dir: Buffer, name: string, how: CreateHow, subject?: string): Promise<CreateResult> {
@@ -225,23 +330,13 @@ export class Nfs3Client {
       w.uint32(how.mode === 'guarded' ? 1 : 0);
       writeSattr3(w, how.attrs ?? {});
     }
-    return this.call(PROC.CREATE, 'CREATE', w.toBuffer(), subject ?? name, (r) => {
-      const fh = readPostOpFh(r);
-      const attrs = readPostOpAttr(r);
-      readWccData(r);
-      return { fh, attrs };
-    });
+    return this.call(PROC.CREATE, 'CREATE', w.toBuffer(), subject ?? name, decodeCreateOk);
   }
 
   mkdir(dir: Buffer, name: string, attrs: SetAttrs, subject?: string): Promise<CreateResult> {
     const w = writeDirOpArgs(new XdrWriter(), dir, name);
     writeSattr3(w, attrs);
-    return this.call(PROC.MKDIR, 'MKDIR', w.toBuffer(), subject ?? name, (r) => {
-      const fh = readPostOpFh(r);
-      const attrs2 = readPostOpAttr(r);
-      readWccData(r);
-      return { fh, attrs: attrs2 };
-    });
+    return this.call(PROC.MKDIR, 'MKDIR', w.toBuffer(), subject ?? name, decodeCreateOk);
   }
 
   async remove(dir: Buffer, name: string, subject?: string): Promise<void> {
@@ -255,10 +350,7 @@ export class Nfs3Client {
   async rename(fromDir: Buffer, fromName: string, toDir: Buffer, toName: string, subject?: string): Promise<void> {
     const w = writeDirOpArgs(new XdrWriter(), fromDir, fromName);
     writeDirOpArgs(w, toDir, toName);
-    await this.call(PROC.RENAME, 'RENAME', w.toBuffer(), subject ?? `${fromName} → ${toName}`, (r) => {
-      readWccData(r);
-      readWccData(r);
-    });
+    await this.call(PROC.RENAME, 'RENAME', w.toBuffer(), subject ?? `${fromName} → ${toName}`, decodeRenameOk);
   }
 
   /**
@@ -267,53 +359,15 @@ export class Nfs3Client {
    */
   readdirplus(dir: Buffer, cookie: bigint, cookieverf: Buffer, dircount: number, maxcount: number, subject?: string): Promise<ReaddirPlusResult> {
     const args = new XdrWriter().opaque(dir).uint64(cookie).fixedOpaque(cookieverf, NFS3_COOKIEVERFSIZE).uint32(dircount).uint32(maxcount).toBuffer();
-    return this.call(PROC.READDIRPLUS, 'READDIRPLUS', args, subject, (r) => {
-      readPostOpAttr(r);
-      const verf = r.fixedOpaque(NFS3_COOKIEVERFSIZE, 'cookieverf3');
-      const entries: DirEntryPlus[] = [];
-      while (r.bool('entry follows')) {
-        entries.push({
-          fileid: r.uint64('fileid'),
-          name: r.string(MAX_NAME, 'filename3'),
-          cookie: r.uint64('cookie'),
-          attrs: readPostOpAttr(r),
-          fh: readPostOpFh(r),
-        });
-      }
-      return { entries, cookieverf: verf, eof: r.bool('eof') };
-    });
+    return this.call(PROC.READDIRPLUS, 'READDIRPLUS', args, subject, decodeReaddirPlusOk);
   }
 
   fsstat(fh: Buffer, subject?: string): Promise<FsStat> {
-    return this.call(PROC.FSSTAT, 'FSSTAT', new XdrWriter().opaque(fh).toBuffer(), subject, (r) => {
-      readPostOpAttr(r);
-      return {
-        totalBytes: r.uint64Number('tbytes'),
-        freeBytes: r.uint64Number('fbytes'),
-        availableBytes: r.uint64Number('abytes'),
-        totalFiles: r.uint64Number('tfiles'),
-        freeFiles: r.uint64Number('ffiles'),
-        availableFiles: r.uint64Number('afiles'),
-        invarsec: r.uint32('invarsec'),
-      };
-    });
+    return this.call(PROC.FSSTAT, 'FSSTAT', new XdrWriter().opaque(fh).toBuffer(), subject, decodeFsstatOk);
   }
 
   fsinfo(fh: Buffer, subject?: string): Promise<FsInfo> {
-    return this.call(PROC.FSINFO, 'FSINFO', new XdrWriter().opaque(fh).toBuffer(), subject, (r) => {
-      readPostOpAttr(r);
-      return {
-        rtmax: r.uint32('rtmax'),
-        rtpref: r.uint32('rtpref'),
-        rtmult: r.uint32('rtmult'),
-        wtmax: r.uint32('wtmax'),
-        wtpref: r.uint32('wtpref'),
-        wtmult: r.uint32('wtmult'),
-        dtpref: r.uint32('dtpref'),
-        maxFileSize: r.uint64('maxfilesize'),
-        timeDelta: readTime(r),
-        properties: r.uint32('properties'),
-      };
-    });
+    return this.call(PROC.FSINFO, 'FSINFO', new XdrWriter().opaque(fh).toBuffer(), subject, decodeFsinfoOk);
   }
 }
+export { PROC as NFS3_PROC };

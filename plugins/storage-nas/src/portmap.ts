@@ -13,11 +13,13 @@ export interface GetPortOptions {
   host: string;
   port?: number;
   timeoutMs: number;
+  /** Sees every record sent and received (for traffic capture in tests). */
+  onRecord?: (direction: 'call' | 'reply', record: Buffer) => void;
 }
 
 /** The TCP port of `prog`/`vers` on `host`; fails with a clear error if it is not registered. */
 export async function getPort(prog: number, vers: number, opts: GetPortOptions): Promise<number> {
-  const client = new RpcClient({ host: opts.host, port: opts.port ?? PMAP_PORT, prog: PMAP_PROG, vers: PMAP_VERS, auth: { flavor: 'none' }, timeoutMs: opts.timeoutMs, service: 'portmapper' });
+  const client = new RpcClient({ host: opts.host, port: opts.port ?? PMAP_PORT, prog: PMAP_PROG, vers: PMAP_VERS, auth: { flavor: 'none' }, timeoutMs: opts.timeoutMs, service: 'portmapper', ...(opts.onRecord ? { onRecord: opts.onRecord } : {}) });
   try {
     const args = new XdrWriter().uint32(prog).uint32(vers).uint32(IPPROTO_TCP).uint32(0).toBuffer();
     const results = await client.call(PMAPPROC_GETPORT, args, { name: 'GETPORT' });
