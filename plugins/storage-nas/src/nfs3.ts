@@ -222,7 +222,6 @@ export function decodeFsinfoOk(r: XdrReader): FsInfo {
 
 /** OK-body decoder of every procedure the client calls, by procedure number. */
 export const NFS3_OK_DECODERS: Readonly<Record<number, (r: XdrReader) => unknown>> = {
-  [PROC.NULL]: () => undefined,
   [PROC.GETATTR]: readFattr3,
   [PROC.SETATTR]: readWccData,
   [PROC.LOOKUP]: decodeLookupOk,
