@@ -144,7 +144,7 @@ export function decodeReadOk(r: XdrReader, maxCount: number): ReadResult {
   const attrs = readPostOpAttr(r);
   const n = r.uint32('count');
   const eof = r.bool('eof');
-  const data = r.opaque(maxCount, 'data');
+  const data = r.opaqueView(maxCount, 'data');
   if (data.length !== n) r.fail('bad-value', `READ count ${n} disagrees with ${data.length} data bytes`);
   return { attrs, eof, data };
 }
@@ -263,7 +263,7 @@ export class Nfs3Client {
   constructor(readonly rpc: RpcClient) {}
 
   /** One procedure; JUKEBOX (server busy) is retried after a pause, as RFC 1813 asks. */
-  private async call<T>(proc: number, name: string, args: Buffer, subject: string | undefined, ok: (r: XdrReader) => T): Promise<T> {
+  private async call<T>(proc: number, name: string, args: Buffer | Buffer[], subject: string | undefined, ok: (r: XdrReader) => T): Promise<T> {
     for (let attempt = 0; ; attempt++) {
       const results = await this.rpc.call(proc, args, { name });
       const res = decodeNfs3Results(results, ok);
@@ -311,7 +311,7 @@ export class Nfs3Client {
   }
 
   write(fh: Buffer, offset: number, data: Buffer, stable: StableHow, subject?: string): Promise<WriteResult> {
-    const args = new XdrWriter().opaque(fh).uint64(offset).uint32(data.length).uint32(stable).opaque(data).toBuffer();
+    const args = new XdrWriter().opaque(fh).uint64(offset).uint32(data.length).uint32(stable).opaque(data).toChunks();
     return this.call(PROC.WRITE, 'WRITE', args, subject, decodeWriteOk);
   }
 

@@ -9,12 +9,17 @@ const MAX_FRAGMENT = 0x7fffffff;
 
 export type RecordError = { kind: 'record-too-large'; size: number; limit: number };
 
+/** The record mark of a record sent as a single last fragment. */
+export function recordMark(length: number): Buffer {
+  if (length > MAX_FRAGMENT) throw new RangeError(`record of ${length} bytes is larger than one fragment can carry`);
+  const header = Buffer.allocUnsafe(4);
+  header.writeUInt32BE((LAST_FRAGMENT | length) >>> 0, 0);
+  return header;
+}
+
 /** Frames one record as a single last fragment. */
 export function encodeRecord(payload: Buffer): Buffer {
-  if (payload.length > MAX_FRAGMENT) throw new RangeError(`record of ${payload.length} bytes is larger than one fragment can carry`);
-  const header = Buffer.allocUnsafe(4);
-  header.writeUInt32BE((LAST_FRAGMENT | payload.length) >>> 0, 0);
-  return Buffer.concat([header, payload]);
+  return Buffer.concat([recordMark(payload.length), payload]);
 }
 
 /**

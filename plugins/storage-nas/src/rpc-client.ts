@@ -9,8 +9,8 @@ import { connect, type Socket } from 'node:net';
 import { randomInt } from 'node:crypto';
 import type { MotusError } from '@motus/sdk';
 import { nasError } from './errors.js';
-import { encodeRecord, RecordDecoder } from './record-marking.js';
-import { decodeReply, describeAuthStat, encodeCall, type RpcAuth, type RpcReplyBody } from './rpc-messages.js';
+import { recordMark, RecordDecoder } from './record-marking.js';
+import { decodeReply, describeAuthStat, encodeCallParts, type RpcAuth, type RpcReplyBody } from './rpc-messages.js';
 
 export interface RpcClientOptions {
   host: string;
@@ -39,7 +39,8 @@ export interface CallOptions {
 interface Pending {
   xid: number;
   name: string;
-  framed: Buffer;
+  /** Record mark, call header and argument pieces, written without joining them. */
+  framed: Buffer[];
   /** Connection generation the call was last written on; 0 means not yet. */
   sentOn: number;
   resolve: (results: Buffer) => void;
@@ -73,15 +74,17 @@ export class RpcClient {
     return `${this.options.host}:${this.options.port}`;
   }
 
-  call(proc: number, args: Buffer, opts: CallOptions = {}): Promise<Buffer> {
+  /** Sends a call; `args` may be pieces (e.g. a WRITE's header and its data) to avoid copying. */
+  call(proc: number, args: Buffer | readonly Buffer[], opts: CallOptions = {}): Promise<Buffer> {
     const name = opts.name ?? `procedure ${proc}`;
     if (this.closed) {
       return Promise.reject(nasError('MOTUS_E_NFS_DISCONNECTED', `${this.service} client for ${this.endpoint} is closed; ${name} was not sent`));
     }
     const xid = this.nextXid;
     this.nextXid = (this.nextXid + 1) >>> 0 || 1;
-    const record = encodeCall({ xid, prog: this.options.prog, vers: this.options.vers, proc, auth: this.options.auth, args });
-    this.options.onRecord?.('call', record);
+    const parts = encodeCallParts({ xid, prog: this.options.prog, vers: this.options.vers, proc, auth: this.options.auth, args });
+    const length = parts.reduce((n, b) => n + b.length, 0);
+    this.options.onRecord?.('call', Buffer.concat(parts, length));
     const timeoutMs = opts.timeoutMs ?? this.options.timeoutMs;
     return new Promise<Buffer>((resolve, reject) => {
       const timer = setTimeout(() => {
@@ -96,7 +99,7 @@ export class RpcClient {
           }),
         );
       }, timeoutMs);
-      this.pending.set(xid, { xid, name, framed: encodeRecord(record), sentOn: 0, resolve, reject, timer });
+      this.pending.set(xid, { xid, name, framed: [recordMark(length), ...parts], sentOn: 0, resolve, reject, timer });
       if (this.socket) this.flush();
       else this.ensureConnecting();
     });
@@ -132,12 +135,14 @@ export class RpcClient {
   private flush(): void {
     const socket = this.socket;
     if (!socket) return;
+    socket.cork();
     for (const p of this.pending.values()) {
       if (p.sentOn === this.generation) continue;
       if (p.sentOn !== 0) this.stats.retransmissions++;
       p.sentOn = this.generation;
-      socket.write(p.framed);
+      for (const part of p.framed) socket.write(part);
     }
+    socket.uncork();
   }
 
   private failAll(err: MotusError): void {

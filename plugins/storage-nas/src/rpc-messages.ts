@@ -12,7 +12,7 @@ export interface RpcCall {
   vers: number;
   proc: number;
   auth: RpcAuth;
-  args: Buffer;
+  args: Buffer | readonly Buffer[];
 }
 
 const CALL = 0;
@@ -40,11 +40,19 @@ function encodeAuth(w: XdrWriter, auth: RpcAuth): void {
   w.uint32(AUTH_SYS).opaque(body.toBuffer());
 }
 
-export function encodeCall(call: RpcCall): Buffer {
+/** The call as pieces: a header, then the argument pieces as given (bulk data is not copied). */
+export function encodeCallParts(call: RpcCall): Buffer[] {
   const w = new XdrWriter().uint32(call.xid).uint32(CALL).uint32(2).uint32(call.prog).uint32(call.vers).uint32(call.proc);
   encodeAuth(w, call.auth);
   w.uint32(AUTH_NONE).opaque(Buffer.alloc(0));
-  return w.raw(call.args).toBuffer();
+  const args = Buffer.isBuffer(call.args) ? [call.args] : call.args;
+  const argBytes = args.reduce((n, b) => n + b.length, 0);
+  if (argBytes % 4 !== 0) throw new RangeError('RPC arguments must be a multiple of 4 bytes');
+  return [w.toBuffer(), ...args];
+}
+
+export function encodeCall(call: RpcCall): Buffer {
+  return Buffer.concat(encodeCallParts(call));
 }
 
 export type RpcReplyBody =

@@ -87,12 +87,23 @@ export class XdrReader {
   }
 
   fixedOpaque(length: number, what = 'opaque'): Buffer {
+    // A copy, so a small decoded value does not pin a large receive buffer.
+    return Buffer.from(this.fixedOpaqueView(length, what));
+  }
+
+  /** Like fixedOpaque but shares the buffer: for bulk data that is most of the message anyway. */
+  fixedOpaqueView(length: number, what = 'opaque'): Buffer {
     const padded = length + ((4 - (length % 4)) % 4);
     this.need(padded, what);
-    // A copy, so decoded values do not pin a large receive buffer.
-    const v = Buffer.from(this.buf.subarray(this.pos, this.pos + length));
+    const v = this.buf.subarray(this.pos, this.pos + length);
     this.pos += padded;
     return v;
+  }
+
+  opaqueView(maxLength = XDR_DEFAULT_MAX_LENGTH, what = 'opaque'): Buffer {
+    const length = this.uint32(`${what} length`);
+    if (length > maxLength) this.fail('too-long', `${what} length ${length} exceeds the limit of ${maxLength}`);
+    return this.fixedOpaqueView(length, what);
   }
 
   opaque(maxLength = XDR_DEFAULT_MAX_LENGTH, what = 'opaque'): Buffer {
@@ -213,5 +224,10 @@ export class XdrWriter {
 
   toBuffer(): Buffer {
     return Buffer.concat(this.chunks, this.size);
+  }
+
+  /** The encoded bytes as the pieces appended, without copying large opaques. */
+  toChunks(): Buffer[] {
+    return [...this.chunks];
   }
 }
