@@ -230,9 +230,21 @@ export class NfsClient {
   }
 
   async readFile(path: string): Promise<Buffer> {
-    const chunks: Buffer[] = [];
-    for await (const chunk of this.readChunks(path, 0, undefined)) chunks.push(chunk);
-    return Buffer.concat(chunks);
+    const { attrs } = await this.resolve(path);
+    // Copying each chunk into place as it arrives overlaps the copy with the wait
+    // for the next READ, instead of one large join at the end.
+    let target = Buffer.allocUnsafe(attrs?.size ?? 0);
+    let length = 0;
+    for await (const chunk of this.readChunks(path, 0, undefined)) {
+      if (length + chunk.length > target.length) {
+        const grown = Buffer.allocUnsafe(Math.max(length + chunk.length, target.length * 2));
+        target.copy(grown, 0, 0, length);
+        target = grown;
+      }
+      chunk.copy(target, length);
+      length += chunk.length;
+    }
+    return target.subarray(0, length);
   }
 
   createReadStream(path: string, opts: ReadStreamOptions = {}): Readable {
