@@ -230,12 +230,12 @@ export class NfsClient {
   }
 
   async readFile(path: string): Promise<Buffer> {
-    const { attrs } = await this.resolve(path);
+    const file = await this.openForRead(path);
     // Copying each chunk into place as it arrives overlaps the copy with the wait
     // for the next READ, instead of one large join at the end.
-    let target = Buffer.allocUnsafe(attrs?.size ?? 0);
+    let target = Buffer.allocUnsafe(file.size);
     let length = 0;
-    for await (const chunk of this.readChunks(path, 0, undefined)) {
+    for await (const chunk of this.readChunks(file, 0, undefined)) {
       if (length + chunk.length > target.length) {
         const grown = Buffer.allocUnsafe(Math.max(length + chunk.length, target.length * 2));
         target.copy(grown, 0, 0, length);
@@ -248,7 +248,18 @@ export class NfsClient {
   }
 
   createReadStream(path: string, opts: ReadStreamOptions = {}): Readable {
-    return Readable.from(this.readChunks(path, opts.start ?? 0, opts.end), { objectMode: false });
+    const chunks = async function* (client: NfsClient) {
+      yield* client.readChunks(await client.openForRead(path), opts.start ?? 0, opts.end);
+    };
+    return Readable.from(chunks(this), { objectMode: false });
+  }
+
+  private async openForRead(path: string): Promise<{ fh: Buffer; size: number; display: string }> {
+    const display = splitPath(path).join('/');
+    const { fh } = await this.resolve(path);
+    const attrs = await this.nfs.getattr(fh, display);
+    if (attrs.type === 'directory') throw nasError('MOTUS_E_INVALID_REQUEST', `${display} is a directory, not a file`, { path: display });
+    return { fh, size: attrs.size, display };
   }
 
   /**
@@ -256,12 +267,9 @@ export class NfsClient {
    * A short read is followed up at the offset where it stopped, and reading goes
    * on past the size seen at open until the server reports end of file.
    */
-  private async *readChunks(path: string, start: number, end: number | undefined): AsyncGenerator<Buffer> {
-    const display = splitPath(path).join('/');
-    const { fh } = await this.resolve(path);
-    const attrs = await this.nfs.getattr(fh, display);
-    if (attrs.type === 'directory') throw nasError('MOTUS_E_INVALID_REQUEST', `${display} is a directory, not a file`, { path: display });
-    const size = Math.max(attrs.size, start);
+  private async *readChunks(file: { fh: Buffer; size: number; display: string }, start: number, end: number | undefined): AsyncGenerator<Buffer> {
+    const { fh, display } = file;
+    const size = Math.max(file.size, start);
     const limit = end ?? Number.MAX_SAFE_INTEGER;
     const step = this.readSize;
     const queue: { offset: number; length: number; result: Promise<{ data: Buffer; eof: boolean }> }[] = [];
