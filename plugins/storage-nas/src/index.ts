@@ -9,3 +9,4 @@ export * from './nfs3-types.js';
 export * from './nfs3.js';
 export * from './unstable-writer.js';
 export * from './nfs-client.js';
+export * from './datastore.js';
