@@ -1,0 +1,157 @@
+import { Subject, type Observable } from 'rxjs';
+import {
+  MotusError,
+  type HypervisorEvent,
+  type Logger,
+  type MigrationProgress,
+  type MigrationTuning,
+  type VmHandle,
+  type VmRunState,
+} from '@motus/sdk';
+import { toHypervisorEvent } from './events.js';
+import type { RunFiles } from './launch/argv.js';
+import type { ProcessExit, QemuProcess } from './launch/qemu-process.js';
+import { toMigrationProgress } from './migration/progress.js';
+import { tcpUri, tuningToQmp } from './migration/tuning.js';
+import type { QmpClient } from './qmp/qmp-client.js';
+import { toRunState } from './run-state.js';
+
+const DEFAULT_STOP_GRACE_MS = 5_000;
+/** After SIGKILL only an uninterruptible sleep in the kernel can delay the exit. */
+const KILL_WAIT_MS = 10_000;
+
+/** One QEMU process holding one VM, driven over QMP. */
+export class QemuVm implements VmHandle {
+  private readonly subject = new Subject<HypervisorEvent>();
+  readonly events$: Observable<HypervisorEvent> = this.subject.asObservable();
+  readonly exited: Promise<ProcessExit>;
+  private stopping: Promise<void> | undefined;
+
+  constructor(
+    readonly name: string,
+    private readonly process: QemuProcess,
+    /** The VM's QMP client, for commands the VmHandle contract does not cover. */
+    readonly qmp: QmpClient,
+    private readonly files: RunFiles,
+    private readonly incoming: boolean,
+    private readonly logger: Logger | undefined,
+  ) {
+    const subscription = qmp.events$.subscribe({
+      next: (event) => {
+        const mapped = toHypervisorEvent(event);
+        if (mapped) this.subject.next(mapped);
+      },
+      error: (err: unknown) => logger?.warn('QMP event stream failed', { vm: name, error: String(err) }),
+    });
+    this.exited = process.exited.then((exit) => {
+      subscription.unsubscribe();
+      qmp.close();
+      this.subject.next({ type: 'exited', at: new Date().toISOString(), code: exit.code, signal: exit.signal });
+      this.subject.complete();
+      return exit;
+    });
+  }
+
+  get pid(): number {
+    return this.process.pid;
+  }
+
+  get serialLog(): string {
+    return this.files.serialLog;
+  }
+
+  get runDir(): RunFiles {
+    return this.files;
+  }
+
+  get hasExited(): boolean {
+    return this.process.hasExited;
+  }
+
+  /** QEMU's stderr and stdout so far (the last 64 KiB). */
+  get output(): string {
+    return this.process.outputText;
+  }
+
+  async runState(): Promise<VmRunState> {
+    const info = await this.qmp.queryStatus();
+    return toRunState(info.status);
+  }
+
+  async listenForMigration(address: string, port: number): Promise<string> {
+    if (!this.incoming) {
+      throw new MotusError('MOTUS_E_INVALID_REQUEST', `VM ${this.name} was not launched with incoming: true, so it cannot receive a migration`, { vm: this.name });
+    }
+    await this.qmp.migrateIncoming(tcpUri(address, port));
+    const info = await this.qmp.queryMigrate();
+    // With port 0 the kernel picks the port; QEMU reports the address it actually bound.
+    const bound = info['socket-address']?.find((a) => (a.type === 'inet' || a.type === 'tcp') && a.port !== undefined);
+    if (bound?.port !== undefined) return tcpUri(bound.host ?? address, bound.port);
+    if (port !== 0) return tcpUri(address, port);
+    throw new MotusError('MOTUS_E_QMP_PROTOCOL', `QEMU listens for ${this.name}'s migration but query-migrate does not say on which port`, { vm: this.name, reply: info });
+  }
+
+  async startMigration(uri: string, tuning?: MigrationTuning): Promise<void> {
+    const { capabilities, parameters } = tuningToQmp(tuning);
+    if (parameters['max-bandwidth'] === undefined) {
+      this.logger?.info("migration max-bandwidth not given: QEMU's current limit applies (its default is 128 MiB/s)", { vm: this.name });
+    }
+    await this.qmp.migrateSetCapabilities(capabilities);
+    await this.qmp.migrateSetParameters(parameters);
+    await this.qmp.migrate(uri);
+  }
+
+  async tuneMigration(tuning: MigrationTuning): Promise<void> {
+    const { capabilities, parameters } = tuningToQmp(tuning);
+    // QEMU refuses capability changes while a migration runs; its error says so.
+    await this.qmp.migrateSetCapabilities(capabilities);
+    await this.qmp.migrateSetParameters(parameters);
+  }
+
+  async migrationProgress(): Promise<MigrationProgress> {
+    return toMigrationProgress(await this.qmp.queryMigrate());
+  }
+
+  async cancelMigration(): Promise<void> {
+    await this.qmp.migrateCancel();
+  }
+
+  async continueMigration(): Promise<void> {
+    await this.qmp.migrateContinue('pre-switchover');
+  }
+
+  async resume(): Promise<void> {
+    await this.qmp.cont();
+  }
+
+  /** Sends gratuitous RARPs for every vNIC (after a migration, so switches relearn the MACs). */
+  async announce(): Promise<void> {
+    await this.qmp.announceSelf();
+  }
+
+  stop(graceMs: number = DEFAULT_STOP_GRACE_MS): Promise<void> {
+    this.stopping ??= this.stopNow(graceMs);
+    return this.stopping;
+  }
+
+  private async stopNow(graceMs: number): Promise<void> {
+    if (this.process.hasExited) {
+      await this.exited;
+      return;
+    }
+    // quit answers before QEMU is gone; a lost connection is just as good a sign.
+    await this.qmp.quit({ timeoutMs: Math.max(100, Math.min(graceMs, 2_000)) }).catch(() => undefined);
+    if (!(await this.process.waitExit(graceMs))) {
+      this.logger?.warn('QEMU did not quit; sending SIGTERM', { vm: this.name, pid: this.pid });
+      this.process.kill('SIGTERM');
+      if (!(await this.process.waitExit(graceMs))) {
+        this.logger?.warn('QEMU ignored SIGTERM; sending SIGKILL', { vm: this.name, pid: this.pid });
+        this.process.kill('SIGKILL');
+        if (!(await this.process.waitExit(KILL_WAIT_MS))) {
+          throw new MotusError('MOTUS_E_INTERNAL', `QEMU (pid ${this.pid}) of VM ${this.name} has not exited ${KILL_WAIT_MS} ms after SIGKILL`, { vm: this.name, pid: this.pid });
+        }
+      }
+    }
+    await this.exited;
+  }
+}
