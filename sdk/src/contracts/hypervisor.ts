@@ -1,6 +1,7 @@
 import type { Observable } from 'rxjs';
 import { createToken } from '../tokens.js';
 import type { MigrationProgress, VmSpec } from '../model.js';
+import type { NicAttachment } from './network.js';
 
 /** What a hypervisor driver reports about itself on a host. */
 export interface HypervisorFacts {
@@ -17,6 +18,11 @@ export interface LaunchOptions {
   runDir: string;
   /** Start paused, waiting for an incoming migration instead of booting. */
   incoming?: boolean;
+  /**
+   * Backends for the spec's vNICs, one per NicSpec id, as the network provider's
+   * attach() returned them. A NIC of the spec without an attachment is refused.
+   */
+  nics?: NicAttachment[];
 }
 
 /** Low-level tuning handed to the hypervisor's migrate command. */
