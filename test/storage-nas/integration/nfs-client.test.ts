@@ -334,7 +334,9 @@ describe('storage-nas NFSv3 client against nfs-ganesha', function () {
       expect(ls).to.contain('from-motus.bin').and.to.contain('from-libnfs.bin');
       const names = (await client.list('xcheck')).map((e) => e.name).sort();
       expect(names).to.deep.equal(['from-libnfs.bin', 'from-motus.bin']);
-      expect(libnfs('nfs-cat', [server.url('attr.txt')])).to.equal('twelve bytes');
+      expect((await client.list('xcheck')).find((e) => e.name === 'from-libnfs.bin')?.size).to.equal(777_777);
+      await client.writeFile('xcheck/cat.txt', 'twelve bytes');
+      expect(libnfs('nfs-cat', [server.url('xcheck/cat.txt')])).to.equal('twelve bytes');
     });
 
     it('streams: createWriteStream with periodic commits, createReadStream with a byte range', async () => {
@@ -350,8 +352,10 @@ describe('storage-nas NFSv3 client against nfs-ganesha', function () {
       const all: Buffer[] = [];
       for await (const c of client.createReadStream('stream.bin')) all.push(c as Buffer);
       expect(Buffer.concat(all).equals(data)).to.equal(true);
-      const empty = await client.readFile('attr.txt');
-      expect(empty.toString()).to.equal('twelve bytes');
+      await client.writeFile('empty.bin', '');
+      const empty: Buffer[] = [];
+      for await (const c of client.createReadStream('empty.bin')) empty.push(c as Buffer);
+      expect(Buffer.concat(empty).length).to.equal(0);
     });
 
     it('list shows types and sizes like nfs-ls does', async () => {
@@ -403,18 +407,19 @@ describe('storage-nas NFSv3 client against nfs-ganesha', function () {
     });
 
     it('with the server gone for good, calls fail with a clear timeout instead of hanging', async () => {
+      await client.writeFile('gone.txt', 'still here');
       const c = await connect({ timeoutMs: 1500 });
       await server.kill();
       try {
         const t = Date.now();
-        const err = await errorOf(c.stat('attr.txt'));
+        const err = await errorOf(c.stat('gone.txt'));
         expect(err?.code).to.equal('MOTUS_E_TIMEOUT');
         expect(err?.message).to.match(/NFS LOOKUP to 127\.0\.0\.1:\d+ got no reply within 1500 ms/);
         expect(Date.now() - t).to.be.lessThan(4000);
       } finally {
         await server.restart();
       }
-      expect((await c.stat('attr.txt')).size).to.equal(12);
+      expect((await c.readFile('gone.txt')).toString()).to.equal('still here');
       rmSync(join(scratch.path, 'big.bin'), { force: true });
     });
   });

@@ -100,6 +100,10 @@ function requireVfsFsal(): void {
 
 export async function startGanesha(): Promise<GaneshaServer> {
   const ganesha = requireCommand('ganesha.nfsd', 'nfs-ganesha');
+  if (process.getuid?.() !== 0) {
+    // FSAL VFS opens files by handle (open_by_handle_at), which needs CAP_DAC_READ_SEARCH.
+    throw new Error('nfs-ganesha with the VFS backend must run as root: run the NAS integration tests as root');
+  }
   requireVfsFsal();
   requireCommand('rpcinfo', 'rpcbind');
   await ensureRpcbind();
@@ -144,7 +148,13 @@ EXPORT {
   );
 
   let child: ChildProcess | undefined;
+  let launchedAt = 0;
   const launch = async () => {
+    // ganesha derives its write verifier from its start time in whole seconds, so
+    // two starts within one second would look like one boot to a client.
+    const wait = launchedAt + 1100 - Date.now();
+    if (wait > 0) await sleep(wait);
+    launchedAt = Date.now();
     const c = spawn(ganesha, ['-F', '-f', conf, '-L', logFile, '-p', pidFile, '-N', 'NIV_EVENT'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     c.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
@@ -201,8 +211,6 @@ EXPORT {
     },
     async restart() {
       if (child) await stopChild(child, 5000);
-      // The listening ports are released with the process, but give the kernel a moment.
-      await sleep(200);
       await launch();
     },
     async stop() {
