@@ -1,7 +1,7 @@
 import { expect } from 'chai';
 import { spawn, execFileSync } from 'node:child_process';
 import { join } from 'node:path';
-import { NfsClient } from '@motus/storage-nas';
+import { NFS_PROG, NfsClient, RpcClient } from '@motus/storage-nas';
 import { startGanesha, type GaneshaServer } from '../support/ganesha.js';
 import { requireCommand, tempDir, waitFor } from '../../support/index.js';
 
@@ -29,12 +29,31 @@ describe('storage-nas wire format checked by tshark', function () {
     const tshark = requireCommand('tshark', 'tshark');
     const pcap = join(scratch.path, 'nfs.pcapng');
     const filter = `tcp port ${server.nfsPort} or tcp port ${server.mountPort}`;
-    const capture = spawn(tshark, ['-i', 'lo', '-f', filter, '-w', pcap, '-q'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    // -P -l print a line per packet while writing the file: that is how we know the capture is live.
+    const capture = spawn(tshark, ['-i', 'lo', '-f', filter, '-w', pcap, '-P', '-l'], { stdio: ['ignore', 'pipe', 'pipe'] });
     let stderr = '';
+    let seen = 0;
     capture.stderr?.on('data', (d: Buffer) => (stderr += d.toString()));
+    capture.stdout?.on('data', (d: Buffer) => (seen += d.toString().split('\n').length - 1));
     const exited = new Promise<void>((resolve) => capture.once('exit', () => resolve()));
     try {
-      await waitFor('tshark to start capturing', () => (stderr.includes('Capturing on') ? true : capture.exitCode !== null ? (() => { throw new Error(`tshark exited: ${stderr}`); })() : undefined), 20000);
+      // "Capturing on" can come before the filter is in place; probe until a packet shows up.
+      const probe = new RpcClient({ host: server.host, port: server.nfsPort, prog: NFS_PROG, vers: 3, auth: { flavor: 'none' }, timeoutMs: 2000 });
+      try {
+        await waitFor(
+          'tshark to see traffic',
+          async () => {
+            if (capture.exitCode !== null) throw new Error(`tshark exited: ${stderr}`);
+            if (seen > 0) return true;
+            await probe.call(0, Buffer.alloc(0));
+            return undefined;
+          },
+          30000,
+          200,
+        );
+      } finally {
+        await probe.close();
+      }
       const client = await NfsClient.connect({ host: server.host, export: server.exportPath, port: server.nfsPort, mountPort: server.mountPort, uid: 0, gid: 0, timeoutMs: 10000, maxTransferSize: 64 * 1024 });
       try {
         await client.nfs.null();
