@@ -60,7 +60,8 @@ export class QemuVm implements VmHandle {
     return this.files.serialLog;
   }
 
-  get runDir(): RunFiles {
+  /** The VM's QMP socket, serial log and pid file. */
+  get runFiles(): RunFiles {
     return this.files;
   }
 

@@ -1,8 +1,10 @@
+import { execFileSync } from 'node:child_process';
 import { readFileSync, existsSync } from 'node:fs';
+import { join } from 'node:path';
 import { expect } from 'chai';
 import { MotusError, type HypervisorEvent } from '@motus/sdk';
 import { QemuDriver, runBootSector } from '@motus/hv-qemu';
-import { waitFor } from '../../support/system.js';
+import { requireCommand, tempDir, waitFor } from '../../support/system.js';
 import { VmPool, idleSpec, isAlive, requireQemuTools } from '../support/vm-pool.js';
 
 async function rejection(promise: Promise<unknown>): Promise<MotusError> {
@@ -48,7 +50,7 @@ describe('hv-qemu with real QEMU: probe, launch, stop', function () {
     const vm = await pool.launch({ ...idleSpec('idle-1'), vcpus: 2 });
     expect(vm.pid).to.be.greaterThan(0);
     expect(isAlive(vm.pid)).to.equal(true);
-    expect(readFileSync(vm.runDir.pidFile, 'utf8').trim()).to.equal(String(vm.pid));
+    expect(readFileSync(vm.runFiles.pidFile, 'utf8').trim()).to.equal(String(vm.pid));
     expect(await vm.runState()).to.equal('running');
     expect(await vm.qmp.queryCpusFast()).to.have.length(2);
     expect((await vm.qmp.queryVersion()).qemu.major).to.be.at.least(7);
@@ -81,6 +83,30 @@ describe('hv-qemu with real QEMU: probe, launch, stop', function () {
     expect(Date.now() - started).to.be.within(500, 8_000);
     expect((await vm.exited).signal).to.equal('SIGKILL');
     expect(isAlive(vm.pid)).to.equal(false);
+  });
+
+  it('attaches a qcow2 disk with cache.direct=on and a NIC on the given netdev with the spec MAC, and announces it', async () => {
+    const qemuImg = requireCommand('qemu-img', 'qemu-utils');
+    const dir = tempDir('hvq-dev');
+    try {
+      const image = join(dir.path, 'root.qcow2');
+      execFileSync(qemuImg, ['create', '-q', '-f', 'qcow2', image, '64M']);
+      const vm = await pool.launch(
+        { ...idleSpec('devices'), disks: [{ id: 'root', path: image, format: 'qcow2' }], nics: [{ id: 'nic0', mac: '52:54:00:12:34:56', network: 'test' }] },
+        { nics: [{ nicId: 'nic0', netdev: `stream,id=n0,server=on,addr.type=unix,addr.path=${join(dir.path, 'port.sock')}` }] },
+      );
+      const nodes = await vm.qmp.execute<Array<{ 'node-name': string; drv: string; file: string; cache: { direct: boolean } }>>('query-named-block-nodes');
+      const format = nodes.find((n) => n['node-name'] === 'disk-root');
+      expect(format?.drv).to.equal('qcow2');
+      expect(format?.file).to.equal(image);
+      expect(format?.cache.direct).to.equal(true);
+      const filters = await vm.qmp.execute<Array<{ name: string; 'main-mac': string }>>('query-rx-filter');
+      expect(filters).to.deep.equal([{ ...filters[0], name: 'nic0', 'main-mac': '52:54:00:12:34:56' }]);
+      await vm.announce();
+      await vm.stop();
+    } finally {
+      dir.remove();
+    }
   });
 
   it('launches paused for an incoming migration', async () => {

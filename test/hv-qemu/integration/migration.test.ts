@@ -1,7 +1,9 @@
+import { execFileSync } from 'node:child_process';
+import { join } from 'node:path';
 import { expect } from 'chai';
 import type { HypervisorEvent, MigrationProgress, MigrationStatus } from '@motus/sdk';
 import type { QemuVm } from '@motus/hv-qemu';
-import { sleep, waitFor } from '../../support/system.js';
+import { requireCommand, sleep, tempDir, waitFor } from '../../support/system.js';
 import { VmPool, idleSpec, isAlive, requireQemuTools } from '../support/vm-pool.js';
 
 const TERMINAL: ReadonlySet<MigrationStatus> = new Set(['completed', 'failed', 'cancelled']);
@@ -112,6 +114,30 @@ describe('hv-qemu with real QEMU: live migration between two local processes', f
     const final = await untilStatus(source, (p) => TERMINAL.has(p.status), 30_000);
     expect(final.status, final.error).to.equal('completed');
     await waitFor('the destination to run', async () => ((await destination.runState()) === 'running' ? true : undefined), 10_000);
+  });
+
+  it('migrates a VM whose qcow2 disk both processes open, as on shared storage', async () => {
+    const qemuImg = requireCommand('qemu-img', 'qemu-utils');
+    const dir = tempDir('hvq-shared');
+    try {
+      const image = join(dir.path, 'shared.qcow2');
+      execFileSync(qemuImg, ['create', '-q', '-f', 'qcow2', image, '64M']);
+      const spec = { ...idleSpec('mig-disk'), disks: [{ id: 'root', path: image, format: 'qcow2' as const }] };
+      const source = await pool.launch(spec);
+      const destination = await pool.launch(spec, { incoming: true });
+      const uri = await destination.listenForMigration('127.0.0.1', 0);
+      await source.startMigration(uri, { maxBandwidthBytesPerSec: FAST });
+      const final = await untilStatus(source, (p) => TERMINAL.has(p.status), 60_000);
+      expect(final.status, final.error).to.equal('completed');
+      await waitFor('the destination to run', async () => ((await destination.runState()) === 'running' ? true : undefined), 10_000);
+      // The destination now owns the image: its write permission was taken at switchover.
+      const nodes = await destination.qmp.execute<Array<{ 'node-name': string; ro: boolean }>>('query-named-block-nodes');
+      expect(nodes.find((n) => n['node-name'] === 'disk-root')?.ro).to.equal(false);
+      await source.stop();
+      await destination.stop();
+    } finally {
+      dir.remove();
+    }
   });
 
   it('refuses to listen on a VM not launched for an incoming migration', async () => {

@@ -45,6 +45,9 @@ export class QemuProcess {
     const setpriv = requireSetpriv();
     const child = spawn(setpriv, ['--pdeathsig', 'KILL', '--', qemuPath, ...argv], {
       stdio: ['ignore', 'pipe', 'pipe'],
+      // A session of its own: a Ctrl-C meant for the owner must not make QEMU quit
+      // behind the owner's back; the owner ends QEMU itself, or the kernel does when it dies.
+      detached: true,
     });
     return new QemuProcess(child);
   }
