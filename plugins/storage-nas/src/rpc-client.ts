@@ -55,6 +55,8 @@ const BACKOFF_MAX_MS = 2000;
 export class RpcClient {
   private socket: Socket | undefined;
   private connecting = false;
+  /** The socket of a connection attempt in progress, so close() can abandon it. */
+  private attempt: Socket | undefined;
   private generation = 0;
   private nextXid = randomInt(1, 0x7fffffff);
   private readonly pending = new Map<number, Pending>();
@@ -111,6 +113,7 @@ export class RpcClient {
     this.closed = true;
     clearTimeout(this.reconnectTimer);
     this.failAll(nasError('MOTUS_E_NFS_DISCONNECTED', `${this.service} client for ${this.endpoint} was closed`));
+    this.attempt?.destroy();
     const socket = this.socket;
     this.socket = undefined;
     if (!socket) return;
@@ -158,6 +161,7 @@ export class RpcClient {
     this.connecting = true;
     const connectTimeoutMs = this.options.connectTimeoutMs ?? this.options.timeoutMs;
     const socket = connect({ host: this.options.host, port: this.options.port });
+    this.attempt = socket;
     const decoder = new RecordDecoder(this.options.maxRecordSize ?? DEFAULT_MAX_RECORD);
     let established = false;
     const timer = setTimeout(() => {
@@ -167,6 +171,11 @@ export class RpcClient {
     socket.setNoDelay(true);
     socket.once('connect', () => {
       clearTimeout(timer);
+      if (this.attempt === socket) this.attempt = undefined;
+      if (this.closed) {
+        socket.destroy();
+        return;
+      }
       established = true;
       this.connecting = false;
       this.socket = socket;
@@ -195,6 +204,7 @@ export class RpcClient {
     });
     socket.once('close', () => {
       clearTimeout(timer);
+      if (this.attempt === socket) this.attempt = undefined;
       if (this.socket === socket) this.socket = undefined;
       if (!established) this.connecting = false;
       if (this.closed) return;

@@ -186,4 +186,17 @@ describe('storage-nas RPC session (fake server)', function () {
     const after = await c.call(1, Buffer.alloc(0)).then(() => undefined, (e: unknown) => e);
     expect(isNasError(after, 'MOTUS_E_NFS_DISCONNECTED')).to.equal(true);
   });
+
+  it('close() during a connection attempt abandons it: no socket is left open', async () => {
+    // A listener that never accepts quickly enough is hard to make; a server that
+    // is slow to be reached is simulated by closing right after the first call starts connecting.
+    server = await startFakeRpcServer(() => undefined);
+    const c = clientFor(server.port);
+    const call = c.call(1, Buffer.alloc(0)).then(() => undefined, (e: unknown) => e);
+    await c.close();
+    expect(isNasError(await call, 'MOTUS_E_NFS_DISCONNECTED')).to.equal(true);
+    await sleep(100);
+    expect(server.connections).to.be.at.most(1);
+    expect(server.calls).to.have.length(0);
+  });
 });
