@@ -85,9 +85,10 @@ export class QemuVm implements VmHandle {
     }
     await this.qmp.migrateIncoming(tcpUri(address, port));
     const info = await this.qmp.queryMigrate();
-    // With port 0 the kernel picks the port; QEMU reports the address it actually bound.
+    // With port 0 the kernel picks the port; QEMU reports the one it bound. The host
+    // stays the caller's: a wildcard QEMU reports (0.0.0.0) is no address to send to.
     const bound = info['socket-address']?.find((a) => (a.type === 'inet' || a.type === 'tcp') && a.port !== undefined);
-    if (bound?.port !== undefined) return tcpUri(bound.host ?? address, bound.port);
+    if (bound?.port !== undefined) return tcpUri(address, bound.port);
     if (port !== 0) return tcpUri(address, port);
     throw new MotusError('MOTUS_E_QMP_PROTOCOL', `QEMU listens for ${this.name}'s migration but query-migrate does not say on which port`, { vm: this.name, reply: info });
   }

@@ -76,6 +76,13 @@ describe('hv-qemu argv builder', () => {
     expect(after(argv, '-device')).to.deep.equal(['virtio-blk-pci,id=root,drive=disk-root', 'virtio-blk-pci,id=data,drive=disk-data']);
   });
 
+  it('hands disk URIs (nfs://, iscsi://) to QEMU as -drive, which parses them', () => {
+    const argv = buildQemuArgv({ ...base, disks: [{ id: 'root', path: 'nfs://127.0.0.1/srv/vms/a,b.qcow2', format: 'qcow2' }] }, { runDir: '/r' }, 'tcg');
+    expect(after(argv, '-drive')).to.deep.equal(['file=nfs://127.0.0.1/srv/vms/a,,b.qcow2,format=qcow2,if=none,id=disk-root,cache.direct=on,cache.no-flush=off,read-only=off']);
+    expect(after(argv, '-device')).to.deep.equal(['virtio-blk-pci,id=root,drive=disk-root']);
+    expect(argv).to.not.include('-blockdev');
+  });
+
   it('attaches NICs to the netdev the network provider gave, keeping the MAC', () => {
     const argv = buildQemuArgv(
       { ...base, nics: [{ id: 'nic0', mac: '52:54:00:AB:CD:EF', network: 'prod' }, { id: 'nic1', mac: '52:54:00:00:00:02', network: 'prod' }] },

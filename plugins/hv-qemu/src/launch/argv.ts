@@ -29,6 +29,7 @@ function invalid(message: string, data: Record<string, unknown>): MotusError {
 }
 
 const NODE_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,23}$/;
+const DISK_URI = /^[a-z][a-z0-9+.-]*:\/\//i;
 
 export function machineArgs(spec: VmSpec, accelerator: Accelerator): string[] {
   return [
@@ -58,10 +59,18 @@ export function diskArgs(disk: DiskSpec, index: number): string[] {
   if (!NODE_NAME.test(disk.id)) {
     throw invalid(`disk id '${disk.id}' must start with a letter and hold at most 24 letters, digits, '_', '.', '-'`, { disk: disk.id });
   }
-  const protocol = disk.path.startsWith('/dev/') ? 'host_device' : 'file';
   const readOnly = disk.readOnly === true ? 'on' : 'off';
-  const fileNode = `proto-${index}`;
   const formatNode = `disk-${disk.id}`;
+  if (DISK_URI.test(disk.path)) {
+    // A URI (nfs://, iscsi://) names QEMU's protocol driver and its options in one
+    // string, which only -drive parses; -blockdev would want them spelled out.
+    return [
+      '-drive', `file=${e(disk.path)},format=${disk.format},if=none,id=${formatNode},cache.direct=on,cache.no-flush=off,read-only=${readOnly}`,
+      '-device', `virtio-blk-pci,id=${disk.id},drive=${formatNode}`,
+    ];
+  }
+  const protocol = disk.path.startsWith('/dev/') ? 'host_device' : 'file';
+  const fileNode = `proto-${index}`;
   return [
     '-blockdev', `driver=${protocol},node-name=${fileNode},filename=${e(disk.path)},cache.direct=on,cache.no-flush=off,read-only=${readOnly}`,
     '-blockdev', `driver=${disk.format},node-name=${formatNode},file=${fileNode},cache.direct=on,cache.no-flush=off,read-only=${readOnly}`,
