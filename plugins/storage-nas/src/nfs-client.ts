@@ -337,7 +337,10 @@ export class NfsClient {
     await writer.commit();
   }
 
-  /** A stream that writes a file (created or truncated) in wtmax chunks and commits at the end. */
+  /**
+   * A stream that writes a file (created or truncated) in wtmax chunks, commits
+   * every `commitEveryBytes` and at the end; `finish` means the data is durable.
+   */
   createWriteStream(path: string, opts: WriteStreamOptions = {}): Writable {
     const commitEvery = opts.commitEveryBytes ?? 64 * 1024 * 1024;
     let writer: UnstableWriter | undefined;
@@ -346,25 +349,39 @@ export class NfsClient {
     let pending: Buffer[] = [];
     let pendingBytes = 0;
     const wsize = this.writeSize;
+    // Full chunks are cut from the written buffers without copying; only a chunk
+    // spanning several small writes is gathered into a new buffer.
+    const takeChunk = (n: number): Buffer => {
+      const first = pending[0]!;
+      pendingBytes -= n;
+      if (first.length >= n) {
+        if (first.length === n) pending.shift();
+        else pending[0] = first.subarray(n);
+        return first.subarray(0, n);
+      }
+      const out = Buffer.allocUnsafe(n);
+      for (let filled = 0; filled < n; ) {
+        const head = pending[0]!;
+        const k = Math.min(head.length, n - filled);
+        head.copy(out, filled, 0, k);
+        filled += k;
+        if (k === head.length) pending.shift();
+        else pending[0] = head.subarray(k);
+      }
+      return out;
+    };
     const sendFull = async (all: boolean) => {
       if (!writer) return;
-      const joined = Buffer.concat(pending, pendingBytes);
-      let used = 0;
-      while (joined.length - used >= wsize || (all && used < joined.length)) {
-        const chunk = joined.subarray(used, used + wsize);
+      while (pendingBytes >= wsize || (all && pendingBytes > 0)) {
+        const chunk = takeChunk(Math.min(wsize, pendingBytes));
         await writer.write(offset, chunk);
         offset += chunk.length;
         sinceCommit += chunk.length;
-        used += chunk.length;
         if (sinceCommit >= commitEvery) {
           await writer.commit();
           sinceCommit = 0;
         }
       }
-      // A copy: the held chunks above may point into `joined`, the rest must not.
-      const rest = Buffer.from(joined.subarray(used));
-      pending = rest.length > 0 ? [rest] : [];
-      pendingBytes = rest.length;
     };
     return new Writable({
       construct: (callback) => {
@@ -377,7 +394,8 @@ export class NfsClient {
         );
       },
       write: (chunk: Buffer, _encoding, callback) => {
-        pending.push(Buffer.from(chunk));
+        // Held, not copied, until committed: as with any Writable, the caller must not reuse it.
+        pending.push(chunk);
         pendingBytes += chunk.length;
         if (pendingBytes < wsize) {
           callback();
