@@ -11,7 +11,7 @@ import { Nfs3Client, StableHow, type FsInfo, type FsStat } from './nfs3.js';
 import { NFS_PROG, NFS_VERS, type Fattr3, type FileTypeName, type SetAttrs } from './nfs3-types.js';
 import { getPort } from './portmap.js';
 import { RpcClient } from './rpc-client.js';
-import type { RpcAuth } from './rpc-messages.js';
+import { AUTH_NONE, AUTH_SYS, type RpcAuth } from './rpc-messages.js';
 import { UnstableWriter } from './unstable-writer.js';
 
 export interface NfsConnectOptions {
@@ -139,7 +139,14 @@ export class NfsClient {
     });
     try {
       const mount = new MountClient(mountRpc);
-      const { fileHandle } = await mount.mnt(options.export);
+      const { fileHandle, authFlavors } = await mount.mnt(options.export);
+      // An export that lists flavors but neither AUTH_SYS nor AUTH_NONE wants Kerberos, which this client does not speak.
+      if (authFlavors.length > 0 && !authFlavors.includes(AUTH_SYS) && !authFlavors.includes(AUTH_NONE)) {
+        throw nasError('MOTUS_E_NFS_MOUNT', `export ${options.export} on ${host} accepts only security flavors ${authFlavors.join(', ')} (e.g. Kerberos); Motus uses AUTH_SYS`, {
+          export: options.export,
+          authFlavors,
+        });
+      }
       const nfs = new Nfs3Client(nfsRpc);
       const info = await nfs.fsinfo(fileHandle, options.export);
       return new NfsClient(options, nfs, mount, mountRpc, fileHandle, info);

@@ -105,7 +105,6 @@ export async function startGanesha(): Promise<GaneshaServer> {
     throw new Error('nfs-ganesha with the VFS backend must run as root: run the NAS integration tests as root');
   }
   requireVfsFsal();
-  requireCommand('rpcinfo', 'rpcbind');
   await ensureRpcbind();
   const tmp = tempDir('ganesha');
   const dir = join(tmp.path, 'export');

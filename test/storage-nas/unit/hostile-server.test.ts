@@ -117,4 +117,16 @@ describe('storage-nas client against a hostile server', function () {
     expect((err as Error).message).to.contain('MOUNT MNT');
     expect(Date.now() - t).to.be.lessThan(3000);
   });
+
+  it('refuses an export that offers only Kerberos flavors, naming them', async () => {
+    // MNT OK, a 16-byte handle, flavors [390003, 390004] (RPCSEC_GSS krb5, krb5i).
+    const mnt = new XdrWriter().uint32(0).opaque(Buffer.alloc(16, 3)).uint32(2).uint32(390003).uint32(390004).toBuffer();
+    server = await startFakeRpcServer((call, s) => s.reply(call, encodeReply(call.xid, { status: 'success', results: call.proc === 1 ? mnt : Buffer.alloc(0) })));
+    const err = await NfsClient.connect({ host: '127.0.0.1', export: '/secure', port: server.port, mountPort: server.port, uid: 0, gid: 0, timeoutMs: 1000 }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(isNasError(err, 'MOTUS_E_NFS_MOUNT')).to.equal(true);
+    expect((err as Error).message).to.contain('accepts only security flavors 390003, 390004');
+  });
 });
