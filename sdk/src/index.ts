@@ -11,3 +11,4 @@ export * from './contracts/network.js';
 export * from './contracts/cpu.js';
 export * from './platform.js';
 export * from './client/index.js';
+export * from './scsi/index.js';

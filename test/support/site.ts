@@ -3,9 +3,9 @@ import { existsSync, readFileSync, writeFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { MotusClient } from '@motus/sdk';
-import { tempDir, waitFor } from '../../support/index.js';
+import { tempDir, waitFor } from './system.js';
 
-export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..', '..');
+export const repoRoot = join(dirname(fileURLToPath(import.meta.url)), '..', '..', '..');
 const motusd = join(repoRoot, 'core', 'dist', 'bin', 'motusd.js');
 const motus = join(repoRoot, 'core', 'dist', 'bin', 'motus.js');
 

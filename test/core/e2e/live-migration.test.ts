@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import type { MigrationEvent, VmInfo, VmSpec } from '@motus/sdk';
 import { guestKit, parseHeartbeats, requireCommand, sleep, waitFor } from '../../support/index.js';
-import { alive, qemuPidsOf, startSite, type TestSite } from '../support/site.js';
+import { alive, qemuPidsOf, startSite, type TestSite } from '../../support/site.js';
 
 const SITE = `
 site: e2e
