@@ -43,6 +43,8 @@ interface Pending {
   framed: Buffer[];
   /** Connection generation the call was last written on; 0 means not yet. */
   sentOn: number;
+  /** When it was last written (performance.now()). */
+  sentAt: number;
   resolve: (results: Buffer) => void;
   reject: (err: MotusError) => void;
   timer: NodeJS.Timeout;
@@ -64,6 +66,8 @@ export class RpcClient {
   private backoffMs = BACKOFF_START_MS;
   private reconnectTimer: NodeJS.Timeout | undefined;
   private lastConnectionError: string | undefined;
+  /** When bytes last arrived on the current connection (performance.now()). */
+  private lastReceiveAt = 0;
   private readonly service: string;
   /** Counters that tests and diagnostics read. */
   readonly stats = { connects: 0, retransmissions: 0, strayReplies: 0 };
@@ -90,7 +94,11 @@ export class RpcClient {
     const timeoutMs = opts.timeoutMs ?? this.options.timeoutMs;
     return new Promise<Buffer>((resolve, reject) => {
       const timer = setTimeout(() => {
+        const p = this.pending.get(xid);
         this.pending.delete(xid);
+        // Nothing heard on this connection since the call went out: it is half-open or the
+        // server hangs, so drop it; the next call (or the waiting ones) go on a fresh one.
+        if (p && this.socket && p.sentOn === this.generation && this.lastReceiveAt < p.sentAt) this.socket.destroy();
         const last = this.lastConnectionError && !this.socket ? ` (last connection error: ${this.lastConnectionError})` : '';
         reject(
           nasError('MOTUS_E_TIMEOUT', `${this.service} ${name} to ${this.endpoint} got no reply within ${timeoutMs} ms${last}`, {
@@ -101,7 +109,7 @@ export class RpcClient {
           }),
         );
       }, timeoutMs);
-      this.pending.set(xid, { xid, name, framed: [recordMark(length), ...parts], sentOn: 0, resolve, reject, timer });
+      this.pending.set(xid, { xid, name, framed: [recordMark(length), ...parts], sentOn: 0, sentAt: 0, resolve, reject, timer });
       if (this.socket) this.flush();
       else this.ensureConnecting();
     });
@@ -143,6 +151,7 @@ export class RpcClient {
       if (p.sentOn === this.generation) continue;
       if (p.sentOn !== 0) this.stats.retransmissions++;
       p.sentOn = this.generation;
+      p.sentAt = performance.now();
       for (const part of p.framed) socket.write(part);
     }
     socket.uncork();
@@ -183,9 +192,11 @@ export class RpcClient {
       this.stats.connects++;
       this.backoffMs = BACKOFF_START_MS;
       this.lastConnectionError = undefined;
+      this.lastReceiveAt = performance.now();
       this.flush();
     });
     socket.on('data', (chunk: Buffer) => {
+      this.lastReceiveAt = performance.now();
       const { records, error } = decoder.push(chunk);
       for (const record of records) this.onRecord(record);
       if (error) {

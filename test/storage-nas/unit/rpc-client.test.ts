@@ -199,4 +199,15 @@ describe('storage-nas RPC session (fake server)', function () {
     expect(server.connections).to.be.at.most(1);
     expect(server.calls).to.have.length(0);
   });
+
+  it('drops a connection on which nothing arrives before a call times out, and the next call uses a fresh one', async () => {
+    server = await startFakeRpcServer((call, s) => {
+      if (call.connection > 1) s.reply(call, encodeReply(call.xid, { status: 'success', results: u32(1) }));
+    });
+    const c = clientFor(server.port);
+    const err = await c.call(1, Buffer.alloc(0), { timeoutMs: 300 }).then(() => undefined, (e: unknown) => e);
+    expect(isNasError(err, 'MOTUS_E_TIMEOUT')).to.equal(true);
+    expect(readU32(await c.call(1, Buffer.alloc(0)))).to.equal(1);
+    expect(server.connections).to.equal(2);
+  });
 });
