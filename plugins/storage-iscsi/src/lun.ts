@@ -4,6 +4,7 @@ import {
   persistentReserveOut, PrInAction, read16, readCapacity16, type RegisteredKeys, type Reservation, type ReservationTypeName,
   isScsiError, type ScsiCommand, type ScsiResult, type StandardInquiry, statusError, synchronizeCache16, testUnitReady, write16,
 } from '@motus/sdk';
+import { iscsiError } from './errors.js';
 import type { CommandResult, Session } from './session.js';
 
 export interface LunOptions {
@@ -34,12 +35,13 @@ export class Lun {
   }
 
   /** Runs a command and turns a non-GOOD status into its error. */
-  async command(cmd: ScsiCommand, opts: { idempotent?: boolean; timeoutMs?: number } = {}): Promise<CommandResult> {
+  async command(cmd: ScsiCommand, opts: { idempotent?: boolean; timeoutMs?: number; dataInBuffer?: Buffer } = {}): Promise<CommandResult> {
     const timeoutMs = opts.timeoutMs ?? this.options.timeoutMs;
     for (let attempt = 0; ; attempt++) {
       const result = await this.session.execute({
         lun: this.address, cdb: cmd.cdb, dataIn: cmd.dataIn, name: cmd.name,
         ...(cmd.dataOut ? { dataOut: cmd.dataOut } : {}),
+        ...(opts.dataInBuffer ? { dataInBuffer: opts.dataInBuffer } : {}),
         ...(timeoutMs !== undefined ? { timeoutMs } : {}),
         ...(opts.idempotent !== undefined ? { idempotent: opts.idempotent } : {}),
       });
@@ -92,12 +94,20 @@ export class Lun {
   async read(lba: bigint | number, blocks: number): Promise<Buffer> {
     const bs = await this.blockSize();
     const per = Math.max(1, Math.floor(this.maxTransferBytes / bs));
-    const parts: Array<Promise<Buffer>> = [];
+    const out = Buffer.allocUnsafe(blocks * bs);
+    const parts: Array<Promise<unknown>> = [];
     for (let done = 0; done < blocks; done += per) {
       const n = Math.min(per, blocks - done);
-      parts.push(this.command(read16(BigInt(lba) + BigInt(done), n, bs)).then((r) => r.data));
+      const cmd = read16(BigInt(lba) + BigInt(done), n, bs);
+      const slice = out.subarray(done * bs, (done + n) * bs);
+      parts.push(this.command(cmd, { dataInBuffer: slice }).then((r) => {
+        if (r.data.length !== slice.length) {
+          throw iscsiError('MOTUS_E_ISCSI_PROTOCOL', `${cmd.name} at LBA ${BigInt(lba) + BigInt(done)} returned ${r.data.length} of ${slice.length} bytes`, { residual: r.residual });
+        }
+      }));
     }
-    return Buffer.concat(await Promise.all(parts));
+    await Promise.all(parts);
+    return out;
   }
 
   async write(lba: bigint | number, data: Buffer, options: { fua?: boolean } = {}): Promise<void> {

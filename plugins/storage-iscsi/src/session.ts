@@ -55,6 +55,8 @@ export interface CommandRequest {
   lun: Buffer;
   cdb: Buffer;
   dataIn: number;
+  /** Where Data-In lands (at least dataIn bytes); saves a copy when the caller assembles a larger buffer. */
+  dataInBuffer?: Buffer;
   dataOut?: Buffer;
   name: string;
   timeoutMs?: number;
@@ -72,6 +74,7 @@ interface Task {
   cmdSN: number | undefined;
   readBuf: Buffer;
   transferred: number;
+  nextDataSN: number;
   timer: NodeJS.Timeout | undefined;
   resolve: (r: CommandResult) => void;
   reject: (e: MotusError) => void;
@@ -226,7 +229,8 @@ export class Session {
     let task!: Task;
     const promise = new Promise<CommandResult>((resolve, reject) => {
       task = {
-        itt: this.allocItt(), req, cmdSN: undefined, readBuf: req.dataIn > 0 ? Buffer.alloc(req.dataIn) : Buffer.alloc(0), transferred: 0,
+        itt: this.allocItt(), req, cmdSN: undefined, // Unzeroed memory is safe here: Data-In must arrive in order without gaps (checked below), and only the filled prefix is returned.
+        readBuf: req.dataInBuffer && req.dataInBuffer.length >= req.dataIn ? req.dataInBuffer.subarray(0, req.dataIn) : Buffer.allocUnsafe(req.dataIn), transferred: 0, nextDataSN: 0,
         timer: undefined, resolve, reject, retries: 0,
       };
     });
@@ -254,6 +258,7 @@ export class Session {
     task.cmdSN = this.cmdSN;
     this.cmdSN = (this.cmdSN + 1) >>> 0;
     task.transferred = 0;
+    task.nextDataSN = 0;
     const firstBurst = out ? Math.min(out.length, p.firstBurstLength) : 0;
     const immediate = out && p.immediateData ? Math.min(firstBurst, p.maxXmitDataSegmentLength) : 0;
     // Unsolicited Data-Out may follow only when InitialR2T=No, up to FirstBurstLength in all.
@@ -483,11 +488,16 @@ export class Session {
     // Data for a task that timed out or was aborted: the target had not yet heard.
     if (!task || task.cmdSN === undefined) return;
     const end = pdu.bufferOffset + pdu.data.length;
+    // We negotiate DataPDUInOrder=Yes and DataSequenceInOrder=Yes: each Data-In continues where the last ended.
+    if (pdu.bufferOffset !== task.transferred || pdu.dataSN !== task.nextDataSN) {
+      return this.protocolError(conn, `Data-In for ${task.req.name} out of order: offset ${pdu.bufferOffset} DataSN ${pdu.dataSN}, expected offset ${task.transferred} DataSN ${task.nextDataSN}`, { itt: pdu.itt });
+    }
     if (end > task.readBuf.length) {
       return this.protocolError(conn, `Data-In for ${task.req.name} runs to byte ${end}, past the ${task.readBuf.length} expected`, { itt: pdu.itt });
     }
     pdu.data.copy(task.readBuf, pdu.bufferOffset);
-    task.transferred = Math.max(task.transferred, end);
+    task.transferred = end;
+    task.nextDataSN = (task.nextDataSN + 1) >>> 0;
     if (pdu.hasStatus) {
       if (!pdu.final) return this.protocolError(conn, 'Data-In with status but without the F bit');
       this.complete(task, { status: pdu.status, data: task.readBuf.subarray(0, task.transferred), residual: pdu.residual, underflow: pdu.underflow, overflow: pdu.overflow });
@@ -628,6 +638,7 @@ export class Session {
       task.retries++;
       task.cmdSN = undefined;
       task.transferred = 0;
+      task.nextDataSN = 0;
       again.push(task);
     }
     this.queue = [...again, ...this.queue];

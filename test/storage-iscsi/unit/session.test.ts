@@ -246,8 +246,13 @@ describe('iSCSI session against a fake target', function () {
     });
 
     it('sending Data-In past the command buffer is a protocol error', async () => {
-      const err = await hostile((cmd, c) => c.send({ opcode: PduOpcode.DataIn, itt: cmd.itt, final: true, hasStatus: true, statSN: c.statSN++, expCmdSN: c.expCmdSN, maxCmdSN: c.maxCmdSN, bufferOffset: 400, data: Buffer.alloc(512) }));
+      const err = await hostile((cmd, c) => c.send({ opcode: PduOpcode.DataIn, itt: cmd.itt, final: true, hasStatus: true, statSN: c.statSN++, expCmdSN: c.expCmdSN, maxCmdSN: c.maxCmdSN, bufferOffset: 0, data: Buffer.alloc(1024) }));
       expect((err as Error).message).to.include('past the 512 expected');
+    });
+
+    it('sending Data-In with a gap or out of DataSN order is a protocol error (we negotiated in-order data)', async () => {
+      const err = await hostile((cmd, c) => c.send({ opcode: PduOpcode.DataIn, itt: cmd.itt, final: true, hasStatus: true, statSN: c.statSN++, expCmdSN: c.expCmdSN, maxCmdSN: c.maxCmdSN, bufferOffset: 256, data: Buffer.alloc(256) }));
+      expect((err as Error).message).to.include('out of order: offset 256 DataSN 0, expected offset 0 DataSN 0');
     });
 
     it('declaring a data segment beyond what we accept is a protocol error, with no allocation', async () => {
