@@ -18,6 +18,8 @@ export const NAS_ERROR_CODES = {
   MOTUS_E_NFS_STALE: 'The file handle is no longer valid (the file was removed or the export changed).',
   MOTUS_E_NFS_WRITE_VERIFIER: 'The server kept rebooting during a write, so unstable data could not be committed.',
   MOTUS_E_NFS_ERROR: 'The server answered with another NFS error; the data carries its status name.',
+  MOTUS_E_NFS_LOCK_HELD: 'A VM disk lock on the datastore is held by another live host; the data names the owner.',
+  MOTUS_E_NFS_LOCK_LOST: 'This host lost a VM disk lock (removed, taken over, or not refreshed in time) and must stop writing.',
 } as const satisfies Record<string, string>;
 
 export type NasErrorCode = keyof typeof NAS_ERROR_CODES;

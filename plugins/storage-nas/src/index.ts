@@ -10,3 +10,4 @@ export * from './nfs3.js';
 export * from './unstable-writer.js';
 export * from './nfs-client.js';
 export * from './datastore.js';
+export * from './vm-lock.js';
