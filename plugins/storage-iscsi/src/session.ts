@@ -666,8 +666,9 @@ export class Session {
         return;
       } catch (err) {
         last = err;
-        // Wrong credentials or a target that no longer exists will not heal by retrying.
-        if (isIscsiError(err, 'MOTUS_E_ISCSI_AUTH') || (isIscsiError(err, 'MOTUS_E_ISCSI_LOGIN') && (err.data['statusClass'] === 2))) break;
+        // Wrong credentials or a refused authorization will not heal by retrying; "target not
+        // found" may, since a restarting target listens before its targets are configured again.
+        if (isIscsiError(err, 'MOTUS_E_ISCSI_AUTH') || (isIscsiError(err, 'MOTUS_E_ISCSI_LOGIN') && err.data['statusClass'] === 2 && err.data['statusDetail'] === 2)) break;
       }
     }
     if (this.state !== 'reconnecting') return;

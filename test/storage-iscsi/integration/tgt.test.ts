@@ -254,12 +254,21 @@ describe('iSCSI initiator against a real tgt target', function () {
   });
 
   it('survives tgtd being killed mid-I/O and restarted: logs in again and retries the outstanding writes', async () => {
-    const s = await open({ targetIqn: PLAIN, reconnectTimeoutMs: 20000, reconnectDelayMs: 200, commandTimeoutMs: 30000, lun: { maxTransferBytes: 256 * 1024 } });
-    const lun = s.lun(2);
+    let firstWriteDone: () => void = () => undefined;
+    const oneDone = new Promise<void>((resolve) => (firstWriteDone = resolve));
+    let armed = false;
+    const s = await open({
+      targetIqn: PLAIN, reconnectTimeoutMs: 20000, reconnectDelayMs: 200, commandTimeoutMs: 30000, lun: { maxTransferBytes: 256 * 1024 },
+      // Kill at the first completed WRITE, while the others are in flight.
+      tap: (dir, f) => { if (armed && dir === 'in' && (f[0]! & 0x3f) === 0x21) firstWriteDone(); },
+    });
+    const lun = s.lun(1);
     await lun.capacity();
-    const data = pattern(8 << 20, 21);
+    // More than tgt asks for at once (32 MiB of R2T bursts), so most of it is still to send at the kill.
+    const data = pattern(40 << 20, 21);
+    armed = true;
     const writing = lun.write(0, data);
-    await sleep(30);
+    await oneDone;
     await tgt.kill();
     await sleep(500);
     await tgt.restart();
