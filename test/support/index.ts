@@ -1,2 +1,3 @@
 export * from './system.js';
 export * from './guest-kit.js';
+export * from './site.js';

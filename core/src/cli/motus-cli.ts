@@ -113,11 +113,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       }
       case 'migrations': {
         const list = await client.migrations();
-        if (json) {
-          for (const m of list) io.stdout.write(JSON.stringify(m) + '\n');
-          return EXIT.ok;
-        }
-        io.stdout.write(table(['ID', 'VM', 'FROM', 'TO', 'STATE', 'DOWNTIME', 'TOTAL', 'BY', 'REQUESTED'], list.map(migrationRow)) + '\n');
+        out(list, () => table(['ID', 'VM', 'FROM', 'TO', 'STATE', 'DOWNTIME', 'TOTAL', 'BY', 'REQUESTED'], list.map(migrationRow)));
         return EXIT.ok;
       }
       case 'migration': {

@@ -17,6 +17,7 @@ import {
 import type { HostLink } from '../agent/host-link.js';
 import type { MigrationConfig } from '../site/site-schema.js';
 import type { Inventory } from './inventory.js';
+import { ProgressRate } from './progress-rate.js';
 
 /** What the orchestrator needs from the platform around it. */
 export interface OrchestratorDeps {
@@ -27,7 +28,7 @@ export interface OrchestratorDeps {
   config: MigrationConfig;
   host(name: string): { info: HostInfo; link: HostLink } | undefined;
   publish(event: MigrationEvent): void;
-  vmMoved(vm: VmInfo, from: string, migrationId: string): void;
+  vmMoved(vm: VmInfo, from: string, migrationId: string): Promise<void>;
 }
 
 type EventBody = MigrationEvent extends infer E ? (E extends MigrationEvent ? Omit<E, 'migrationId' | 'seq' | 'at'> : never) : never;
@@ -227,6 +228,7 @@ export class MigrationOrchestrator {
         capabilities: { events: true, 'pause-before-switchover': pauseForSwitchover },
       };
       let final: MigrationProgress | undefined;
+      const rate = new ProgressRate();
       let switchedOver = false;
       for await (const progress of source.link.migrateOut(vm.name, uri, tuning, summary.id, signal)) {
         summary.controlPlaneMs ??= Math.round(performance.now() - t0);
@@ -249,7 +251,7 @@ export class MigrationOrchestrator {
             ...(progress.error ? { cause: progress.error } : {}),
           });
         }
-        this.emit(run, progressEvent(progress));
+        this.emit(run, rate.event(progress));
       }
       if (!final) {
         if (signal.aborted) throw signal.reason;
@@ -276,7 +278,7 @@ export class MigrationOrchestrator {
 
       const moved = await this.movedVm(vm, destination);
       this.deps.inventory.putVm(moved);
-      this.deps.vmMoved(moved, source.info.name, summary.id);
+      await this.deps.vmMoved(moved, source.info.name, summary.id);
       Object.assign(summary, {
         state: 'completed',
         finishedAt: new Date().toISOString(),
@@ -392,22 +394,6 @@ export class MigrationOrchestrator {
     this.deps.inventory.addEvent(event);
     this.deps.publish(event);
   }
-}
-
-function progressEvent(p: MigrationProgress): EventBody {
-  const net = p.throughputBytesPerSec - p.dirtyRateBytesPerSec;
-  return {
-    type: 'progress',
-    status: p.status,
-    round: p.round,
-    totalBytes: p.totalBytes,
-    transferredBytes: p.transferredBytes,
-    remainingBytes: p.remainingBytes,
-    dirtyRateBytesPerSec: p.dirtyRateBytesPerSec,
-    throughputBytesPerSec: p.throughputBytesPerSec,
-    etaMs: net > 0 ? Math.round((p.remainingBytes / net) * 1000) : null,
-    expectedDowntimeMs: p.expectedDowntimeMs ?? null,
-  };
 }
 
 function newMigrationId(): string {

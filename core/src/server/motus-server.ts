@@ -76,7 +76,11 @@ export class MotusServer implements Platform {
       config: options.migration,
       host: (name) => this.hostEntries.get(name),
       publish: (event) => this.migrationSubject.next(event),
-      vmMoved: (vm, from, migrationId) => this.vmSubject.next({ type: 'vm-moved', at: now(), vm, from, to: vm.host, migrationId }),
+      vmMoved: async (vm, from, migrationId) => {
+        // Both hosts' memory changed: report it now rather than at the next heartbeat.
+        await Promise.all([from, vm.host].map((name) => this.hostEntries.get(name)).map((entry) => entry && this.refreshHost(entry)));
+        this.vmSubject.next({ type: 'vm-moved', at: now(), vm, from, to: vm.host, migrationId });
+      },
     });
     this.heartbeat = setInterval(() => void this.beat(), options.heartbeatMs ?? 1_000);
     this.heartbeat.unref();
@@ -227,30 +231,31 @@ export class MotusServer implements Platform {
   private async beat(): Promise<void> {
     if (this.beating) return;
     this.beating = true;
-    await Promise.all(
-      [...this.hostEntries.values()].map(async (entry) => {
-        try {
-          const facts = await withTimeout(entry.link.facts(), 2_000, `facts of ${entry.info.name}`);
-          const wasDown = entry.info.state === 'disconnected';
-          entry.misses = 0;
-          entry.info = this.infoFromFacts(entry.link, facts, wasDown ? 'connected' : entry.info.state);
-          this.inventory.putHost(entry.info);
-          this.reconcileHost(entry.info.name, facts);
-          if (wasDown) this.hostSubject.next({ type: 'host-connected', at: now(), host: entry.info });
-        } catch (err) {
-          entry.misses += 1;
-          if (entry.misses === MISSES_BEFORE_DOWN && entry.info.state !== 'disconnected') {
-            entry.info = { ...entry.info, state: 'disconnected' };
-            this.inventory.putHost(entry.info);
-            const reason = (err as Error).message;
-            this.options.logger.warn('host down', { host: entry.info.name, reason });
-            this.hostSubject.next({ type: 'host-disconnected', at: now(), host: entry.info, reason });
-          }
-        }
-      }),
-    ).finally(() => {
+    await Promise.all([...this.hostEntries.values()].map((entry) => this.refreshHost(entry))).finally(() => {
       this.beating = false;
     });
+  }
+
+  /** Reads a host's facts: memory in use, VMs present, and whether its agent answers at all. */
+  private async refreshHost(entry: HostEntry): Promise<void> {
+    try {
+      const facts = await withTimeout(entry.link.facts(), 2_000, `facts of ${entry.info.name}`);
+      const wasDown = entry.info.state === 'disconnected';
+      entry.misses = 0;
+      entry.info = this.infoFromFacts(entry.link, facts, wasDown ? 'connected' : entry.info.state);
+      this.inventory.putHost(entry.info);
+      this.reconcileHost(entry.info.name, facts);
+      if (wasDown) this.hostSubject.next({ type: 'host-connected', at: now(), host: entry.info });
+    } catch (err) {
+      entry.misses += 1;
+      if (entry.misses === MISSES_BEFORE_DOWN && entry.info.state !== 'disconnected') {
+        entry.info = { ...entry.info, state: 'disconnected' };
+        this.inventory.putHost(entry.info);
+        const reason = (err as Error).message;
+        this.options.logger.warn('host down', { host: entry.info.name, reason });
+        this.hostSubject.next({ type: 'host-disconnected', at: now(), host: entry.info, reason });
+      }
+    }
   }
 
   /** VMs the inventory places on a host but whose process is gone there have crashed. */
