@@ -35,6 +35,19 @@ export const ERROR_CODES = {
   MOTUS_E_QEMU_NOT_INSTALLED: 'qemu-system-x86_64 is not installed; run scripts/install-system-deps.sh.',
   MOTUS_E_AGENT_UNREACHABLE: 'The server could not reach an agent, or the agent answered with an error.',
   MOTUS_E_TIMEOUT: 'A network wait ran out of time.',
+  MOTUS_E_NFS_PROTOCOL: 'The NFS server or portmapper sent invalid ONC RPC/XDR, or a record over the size limit.',
+  MOTUS_E_NFS_RPC_REJECTED: 'The NFS server refused the RPC call: program or version not offered, procedure unknown, bad credentials, garbage arguments, system error.',
+  MOTUS_E_NFS_DISCONNECTED: 'The NFS connection was lost and not restored, or the client was closed.',
+  MOTUS_E_NFS_MOUNT: 'MOUNT refused the export (the data carries the mount status), or the export accepts only Kerberos.',
+  MOTUS_E_NFS_NOT_FOUND: 'No such file or directory on the NFS export.',
+  MOTUS_E_NFS_EXISTS: 'A file or directory of that name already exists on the NFS export.',
+  MOTUS_E_NFS_ACCESS: 'Permission denied on the NFS export, or the export is read-only.',
+  MOTUS_E_NFS_NO_SPACE: 'The NFS export is full, over quota, or the file would be too large.',
+  MOTUS_E_NFS_STALE: 'The NFS file handle is no longer valid.',
+  MOTUS_E_NFS_WRITE_VERIFIER: 'The NFS server kept rebooting during a write, so unstable data could not be committed.',
+  MOTUS_E_NFS_ERROR: 'Any other NFS status; the data carries its name.',
+  MOTUS_E_NFS_LOCK_HELD: 'Another live host holds the VM disk lock on the NFS datastore; the data names the owner.',
+  MOTUS_E_NFS_LOCK_LOST: 'This host lost its VM disk lock on the NFS datastore and must stop writing.',
 } as const satisfies Record<string, string>;
 
 export type MotusErrorCode = keyof typeof ERROR_CODES;
