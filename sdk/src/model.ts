@@ -54,6 +54,8 @@ export interface HostInfo {
   memoryUsedMiB: number;
   cpus: number;
   hypervisor?: { kind: string; version: string; accelerator: string };
+  /** Facts plugins report about this host, by plugin name (see PluginContext.reportFacts). */
+  plugins: Record<string, unknown>;
   lastSeen?: string;
 }
 

@@ -27,6 +27,22 @@ export interface PluginContext<C> {
   provide<T>(token: Token<T>, value: T): void;
   /** Called when the platform stops, in reverse order of registration. */
   onDispose(fn: () => void | Promise<void>): void;
+  /**
+   * Agent role: facts about this host the plugin knows (CPU features, datastores
+   * seen, networks), sent to the server with every heartbeat and found in
+   * `HostInfo.plugins[<plugin name>]`. Called about once a second: cache.
+   */
+  reportFacts(provider: () => unknown): void;
+  /**
+   * Agent role: a method the same plugin's server-side instance can call on this
+   * host with `callAgent`. The payload and the result travel as JSON.
+   */
+  handle(method: string, handler: (payload: unknown) => Promise<unknown>): void;
+  /**
+   * Server role: call `method` of this plugin on the agent of `host`. Rejects with
+   * the handler's coded error, MOTUS_E_HOST_NOT_FOUND or MOTUS_E_AGENT_UNREACHABLE.
+   */
+  callAgent(host: string, method: string, payload?: unknown): Promise<unknown>;
 }
 
 export interface PluginDefinition<C = unknown> {

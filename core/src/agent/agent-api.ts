@@ -36,6 +36,11 @@ export function createAgentApi(agent: HostAgent, token: string, logger: Logger):
     .route('POST', '/v1/vms/:name/resume', async ({ params }) => agent.resume(vmName(params)))
     .route('POST', '/v1/vms/:name/commit-incoming', async ({ params }) => agent.commitIncoming(vmName(params)))
     .route('POST', '/v1/vms/:name/abort-incoming', async ({ params }) => agent.abortIncoming(vmName(params)))
-    .route('POST', '/v1/vms/:name/finish-outgoing', async ({ params }) => agent.finishOutgoing(vmName(params)));
+    .route('POST', '/v1/vms/:name/finish-outgoing', async ({ params }) => agent.finishOutgoing(vmName(params)))
+    .route('POST', '/v1/vms/:name/acquire-storage', async ({ params }) => agent.acquireStorage(vmName(params)))
+    .route('POST', '/v1/vms/:name/release-storage', async ({ params }) => agent.releaseStorage(vmName(params)))
+    .route('POST', '/v1/plugins/:plugin/:method', async ({ params, body: b }) => ({
+      result: (await agent.pluginCall(params.plugin!, params.method!, body(b).payload)) ?? null,
+    }));
   return api;
 }

@@ -4,6 +4,11 @@ import { join } from 'node:path';
 import {
   HypervisorDriverToken,
   MotusError,
+  NetworkProviderToken,
+  StorageProviderToken,
+  type NicAttachment,
+  type NetworkProvider,
+  type StorageProvider,
   type HypervisorDriver,
   type HypervisorFacts,
   type Logger,
@@ -38,6 +43,10 @@ interface VmRecord {
   spec: VmSpec;
   role: AgentVm['role'];
   startedAt: string;
+  /** Whether this host holds the storage leases of the VM's disks. */
+  leased: boolean;
+  /** NICs attached to this host's switches. */
+  nics: string[];
 }
 
 /**
@@ -97,29 +106,30 @@ export class HostAgent implements HostLink {
       cpus: cpus().length,
       hypervisor,
       vms: [...this.vms.entries()].map(([name, vm]) => this.describe(name, vm)),
+      plugins: await this.plugins.facts(),
+      storage: this.plugins.contributions(StorageProviderToken).map((p) => p.kind),
     };
   }
 
   async startVm(specInput: VmSpec): Promise<AgentVm> {
     const spec = parseVmSpec(specInput);
     this.claimName(spec.name);
-    const handle = await this.driver.launch(spec, { runDir: this.runDir(spec.name) });
-    const record = this.track(spec, handle, 'running');
-    this.options.logger.info('vm started', { vm: spec.name, pid: handle.pid });
+    const record = await this.launch(spec, 'running');
+    this.options.logger.info('vm started', { vm: spec.name, pid: record.handle.pid });
     return this.describe(spec.name, record);
   }
 
   async stopVm(name: string): Promise<void> {
     const vm = this.get(name);
     await vm.handle.stop(5_000);
-    this.forget(name);
+    await this.release(name, vm);
   }
 
   async prepareIncoming(specInput: VmSpec, migrationId: string): Promise<{ uri: string }> {
     const spec = parseVmSpec(specInput);
     this.claimName(spec.name);
-    const handle = await this.driver.launch(spec, { runDir: this.runDir(spec.name), incoming: true });
-    this.track(spec, handle, 'incoming');
+    const record = await this.launch(spec, 'incoming');
+    const handle = record.handle;
     try {
       const uri = await handle.listenForMigration(this.options.migrationAddress, 0);
       this.options.logger.info('incoming migration ready', { vm: spec.name, migrationId, uri });
@@ -217,7 +227,7 @@ export class HostAgent implements HostLink {
       throw new MotusError('MOTUS_E_VM_BUSY', `VM ${name} on ${this.name} is ${vm.role}, not an incoming copy; refusing to stop it`, { vm: name });
     }
     await vm.handle.stop(2_000);
-    this.forget(name);
+    await this.release(name, vm);
   }
 
   async finishOutgoing(name: string): Promise<void> {
@@ -228,15 +238,35 @@ export class HostAgent implements HostLink {
       throw new MotusError('MOTUS_E_VM_BUSY', `VM ${name} on ${this.name} is ${state}, not migrated away; refusing to stop it`, { vm: name });
     }
     await vm.handle.stop(2_000);
-    this.forget(name);
+    await this.release(name, vm);
+  }
+
+  async acquireStorage(name: string): Promise<void> {
+    const vm = this.get(name);
+    if (vm.leased) return;
+    await this.acquireLeases(vm.spec);
+    vm.leased = true;
+  }
+
+  async releaseStorage(name: string): Promise<void> {
+    const vm = this.get(name);
+    if (!vm.leased) return;
+    await this.releaseLeases(vm.spec);
+    vm.leased = false;
+  }
+
+  pluginCall(plugin: string, method: string, payload: unknown): Promise<unknown> {
+    return this.plugins.invoke(plugin, method, payload);
   }
 
   /** Stops every VM this agent holds and unloads its plugins. */
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
-    await Promise.allSettled([...this.vms.values()].map((vm) => vm.handle.stop(3_000)));
-    for (const name of [...this.vms.keys()]) this.forget(name);
+    await Promise.allSettled([...this.vms.entries()].map(async ([name, vm]) => {
+      await vm.handle.stop(3_000);
+      await this.release(name, vm);
+    }));
     await this.driver.dispose();
     await this.plugins.dispose();
   }
@@ -252,19 +282,89 @@ export class HostAgent implements HostLink {
     return dir;
   }
 
-  private track(spec: VmSpec, handle: VmHandle, role: AgentVm['role']): VmRecord {
-    const record: VmRecord = { handle, spec, role, startedAt: new Date().toISOString() };
-    this.vms.set(spec.name, record);
-    void handle.exited.then(({ code, signal }) => {
-      if (this.vms.get(spec.name) !== record) return;
-      this.options.logger.warn('vm process exited', { vm: spec.name, code, signal, role: record.role });
-      this.vms.delete(spec.name);
-    });
-    return record;
+  /**
+   * Attaches the VM's NICs to this host's switches, takes its storage leases (not
+   * for an incoming copy: the source holds them until switchover) and launches it;
+   * undoes what was done if any step fails.
+   */
+  private async launch(spec: VmSpec, role: 'running' | 'incoming'): Promise<VmRecord> {
+    const attached: NicAttachment[] = [];
+    let leased = false;
+    try {
+      for (const nic of spec.nics ?? []) attached.push(await (await this.networkFor(nic.network)).attach(spec.name, nic));
+      if (role === 'running') {
+        await this.acquireLeases(spec);
+        leased = true;
+      }
+      const handle = await this.driver.launch(spec, { runDir: this.runDir(spec.name), incoming: role === 'incoming', nics: attached });
+      const record: VmRecord = { handle, spec, role, startedAt: new Date().toISOString(), leased, nics: attached.map((a) => a.nicId) };
+      this.vms.set(spec.name, record);
+      void handle.exited.then(async ({ code, signal }) => {
+        if (this.vms.get(spec.name) !== record) return;
+        this.options.logger.warn('vm process exited', { vm: spec.name, code, signal, role: record.role });
+        await this.release(spec.name, record);
+      });
+      return record;
+    } catch (err) {
+      if (leased) await this.releaseLeases(spec).catch(() => undefined);
+      await this.detach(spec, attached.map((a) => a.nicId));
+      throw err;
+    }
   }
 
-  private forget(name: string): void {
-    this.vms.delete(name);
+  /** Forgets a VM whose process has ended, giving back its leases and switch ports. */
+  private async release(name: string, vm: VmRecord): Promise<void> {
+    if (this.vms.get(name) === vm) this.vms.delete(name);
+    if (vm.leased) {
+      vm.leased = false;
+      await this.releaseLeases(vm.spec).catch((err: unknown) => {
+        this.options.logger.error('could not release storage leases', { vm: name, error: (err as Error).message });
+      });
+    }
+    const nics = vm.nics.splice(0);
+    await this.detach(vm.spec, nics);
+  }
+
+  private async detach(spec: VmSpec, nicIds: string[]): Promise<void> {
+    for (const nicId of nicIds) {
+      const nic = spec.nics?.find((n) => n.id === nicId);
+      if (!nic) continue;
+      await (await this.networkFor(nic.network)).detach(spec.name, nicId).catch((err: unknown) => {
+        this.options.logger.warn('could not detach a NIC', { vm: spec.name, nic: nicId, error: (err as Error).message });
+      });
+    }
+  }
+
+  private async networkFor(network: string): Promise<NetworkProvider> {
+    for (const provider of this.plugins.contributions(NetworkProviderToken)) {
+      if ((await provider.networks()).includes(network)) return provider;
+    }
+    throw new MotusError('MOTUS_E_INVALID_REQUEST', `network '${network}' does not exist on host ${this.name}`, { network, host: this.name });
+  }
+
+  private disksByProvider(spec: VmSpec): Array<[StorageProvider, NonNullable<VmSpec['disks']>]> {
+    const disks = spec.disks ?? [];
+    return this.plugins
+      .contributions(StorageProviderToken)
+      .map((provider) => [provider, disks.filter((d) => provider.owns(d))] as [StorageProvider, typeof disks])
+      .filter(([, owned]) => owned.length > 0);
+  }
+
+  private async acquireLeases(spec: VmSpec): Promise<void> {
+    const done: Array<[StorageProvider, NonNullable<VmSpec['disks']>]> = [];
+    try {
+      for (const [provider, disks] of this.disksByProvider(spec)) {
+        await provider.acquire(spec.name, disks);
+        done.push([provider, disks]);
+      }
+    } catch (err) {
+      for (const [provider, disks] of done) await provider.release(spec.name, disks).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  private async releaseLeases(spec: VmSpec): Promise<void> {
+    for (const [provider, disks] of this.disksByProvider(spec)) await provider.release(spec.name, disks);
   }
 
   private get(name: string): VmRecord {

@@ -9,6 +9,10 @@ export interface AgentFacts {
   cpus: number;
   hypervisor: HypervisorFacts;
   vms: AgentVm[];
+  /** Facts plugins report about this host, by plugin name. */
+  plugins: Record<string, unknown>;
+  /** Kinds of the storage providers on this host: a VM with disks here has leases to hand over. */
+  storage: string[];
 }
 
 /** A VM as the agent holding its process sees it. */
@@ -46,6 +50,12 @@ export interface HostLink {
   abortIncoming(name: string): Promise<void>;
   /** Source side after success: stop the process that sent the VM. */
   finishOutgoing(name: string): Promise<void>;
+  /** Switchover: take the storage leases of the VM's disks for this host. */
+  acquireStorage(name: string): Promise<void>;
+  /** Switchover: give up this host's storage leases of the VM's disks. */
+  releaseStorage(name: string): Promise<void>;
+  /** A plugin's agent-side method (PluginContext.handle). */
+  pluginCall(plugin: string, method: string, payload: unknown): Promise<unknown>;
 }
 
 export const TERMINAL_STATUSES: ReadonlySet<MigrationProgress['status']> = new Set(['completed', 'failed', 'cancelled']);

@@ -84,6 +84,16 @@ export class HttpHostLink implements HostLink {
   async finishOutgoing(name: string): Promise<void> {
     await this.call('POST', this.vmPath(name, 'finish-outgoing'), {});
   }
+  async acquireStorage(name: string): Promise<void> {
+    await this.call('POST', this.vmPath(name, 'acquire-storage'), {});
+  }
+  async releaseStorage(name: string): Promise<void> {
+    await this.call('POST', this.vmPath(name, 'release-storage'), {});
+  }
+  async pluginCall(plugin: string, method: string, payload: unknown): Promise<unknown> {
+    const { result } = await this.call<{ result: unknown }>('POST', `/v1/plugins/${encodeURIComponent(plugin)}/${encodeURIComponent(method)}`, { payload });
+    return result;
+  }
 
   private vmPath(name: string, verb: string): string {
     return `/v1/vms/${encodeURIComponent(name)}/${verb}`;

@@ -38,7 +38,13 @@ export interface PluginHostOptions {
   hooks: MigrationHooks;
   logger: Logger;
   stateDir: string;
+  /** Server role: reaches a plugin's handler on a host's agent. */
+  callAgent?: (host: string, plugin: string, method: string, payload: unknown) => Promise<unknown>;
 }
+
+type Handler = (payload: unknown) => Promise<unknown>;
+
+const FACTS_TIMEOUT_MS = 1_000;
 
 /**
  * Loads the plugins a site names, checks each manifest, validates each config slice
@@ -49,6 +55,8 @@ export interface PluginHostOptions {
 export class PluginHost {
   private readonly loaded: LoadedPlugin[] = [];
   private readonly contributed = new Map<symbol, Array<{ plugin: string; value: unknown }>>();
+  private readonly factProviders = new Map<string, () => unknown>();
+  private readonly handlers = new Map<string, Map<string, Handler>>();
 
   constructor(private readonly options: PluginHostOptions) {}
 
@@ -83,6 +91,29 @@ export class PluginHost {
     return this.contributions(token)[0];
   }
 
+  /** Every plugin's facts about this host; a provider that fails or hangs reports `{ error }`. */
+  async facts(): Promise<Record<string, unknown>> {
+    const entries = await Promise.all(
+      [...this.factProviders].map(async ([plugin, provider]) => {
+        try {
+          return [plugin, await withDeadline(Promise.resolve(provider()), FACTS_TIMEOUT_MS)] as const;
+        } catch (err) {
+          return [plugin, { error: (err as Error).message }] as const;
+        }
+      }),
+    );
+    return Object.fromEntries(entries);
+  }
+
+  /** Runs a plugin's agent-side handler (the agent protocol's plugin route). */
+  async invoke(plugin: string, method: string, payload: unknown): Promise<unknown> {
+    const handler = this.handlers.get(plugin)?.get(method);
+    if (!handler) {
+      throw new MotusError('MOTUS_E_NOT_FOUND', `plugin ${plugin} has no method '${method}' on host ${this.options.host ?? '?'}`, { plugin, method });
+    }
+    return handler(payload);
+  }
+
   pluginNames(): string[] {
     return this.loaded.map((p) => p.definition.name);
   }
@@ -102,7 +133,15 @@ export class PluginHost {
     }
     this.loaded.length = 0;
     this.contributed.clear();
+    this.factProviders.clear();
+    this.handlers.clear();
     if (failures.length > 0) this.options.logger.error('plugin dispose failed', { failures });
+  }
+
+  private requireRole(plugin: string, role: PluginRole, what: string): void {
+    if (this.options.role !== role) {
+      throw new MotusError('MOTUS_E_PLUGIN_INVALID', `plugin ${plugin} called ${what}() in the ${this.options.role} role; it belongs to the ${role} role`, { plugin });
+    }
   }
 
   private async setUp(definition: PluginDefinition<unknown>, config: unknown): Promise<void> {
@@ -145,6 +184,25 @@ export class PluginHost {
       onDispose: (fn) => {
         plugin.disposers.push(fn);
       },
+      reportFacts: (provider) => {
+        this.requireRole(definition.name, 'agent', 'reportFacts');
+        this.factProviders.set(definition.name, provider);
+      },
+      handle: (method, handler) => {
+        this.requireRole(definition.name, 'agent', 'handle');
+        const methods = this.handlers.get(definition.name) ?? new Map<string, Handler>();
+        if (methods.has(method)) {
+          throw new MotusError('MOTUS_E_PLUGIN_INVALID', `plugin ${definition.name} handles '${method}' twice`, { plugin: definition.name, method });
+        }
+        methods.set(method, handler);
+        this.handlers.set(definition.name, methods);
+      },
+      callAgent: async (targetHost, method, payload) => {
+        this.requireRole(definition.name, 'server', 'callAgent');
+        const call = this.options.callAgent;
+        if (!call) throw new MotusError('MOTUS_E_INTERNAL', 'this platform cannot reach its agents');
+        return call(targetHost, definition.name, method, payload ?? {});
+      },
     };
     this.loaded.push(plugin);
     try {
@@ -161,6 +219,18 @@ export class PluginHost {
       });
     }
     logger.debug('plugin loaded', { plugin: definition.name, version: definition.version });
+  }
+}
+
+async function withDeadline<T>(promise: Promise<T>, ms: number): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_resolve, reject) => {
+    timer = setTimeout(() => reject(new Error(`no answer within ${ms} ms`)), ms);
+  });
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -42,6 +42,10 @@ interface Running {
 }
 
 interface Plan {
+  /** The VM has disks on shared storage whose leases must pass from source to destination at switchover. */
+  leases: boolean;
+  /** Where the storage leases are: they move only while both QEMUs are stopped. */
+  leaseOn: 'source' | 'none' | 'destination';
   vm: VmInfo;
   source: { info: HostInfo; link: HostLink };
   destination: { info: HostInfo; link: HostLink };
@@ -161,12 +165,14 @@ export class MigrationOrchestrator {
     if (destination.info.state === 'maintenance') {
       throw new MotusError('MOTUS_E_HOST_DOWN', `host ${destination.info.name} is in maintenance and takes no VMs`, { host: destination.info.name });
     }
-    let facts;
-    try {
-      facts = await withTimeout(destination.link.facts(), 5_000, `facts of ${destination.info.name}`);
-    } catch (err) {
-      throw new MotusError('MOTUS_E_HOST_DOWN', `host ${destination.info.name} does not answer: ${(err as Error).message}`, { host: destination.info.name });
-    }
+    const factsOf = async (side: { info: HostInfo; link: HostLink }) => {
+      try {
+        return await withTimeout(side.link.facts(), 5_000, `facts of ${side.info.name}`);
+      } catch (err) {
+        throw new MotusError('MOTUS_E_HOST_DOWN', `host ${side.info.name} does not answer: ${(err as Error).message}`, { host: side.info.name });
+      }
+    };
+    const [facts, sourceFacts] = await Promise.all([factsOf(destination), factsOf(source)]);
     const freeMiB = facts.memoryTotalMiB - facts.memoryUsedMiB - this.reservedOn(destination.info.name);
     if (freeMiB < vm.spec.memoryMiB) {
       throw new MotusError(
@@ -189,7 +195,8 @@ export class MigrationOrchestrator {
       await container.dispose();
       throw new MotusError('MOTUS_E_MIGRATION_VETOED', `${veto.plugin} refuses the migration: ${veto.reason}`, { veto });
     }
-    return { vm, source, destination, ctx, container };
+    const leases = (vm.spec.disks ?? []).length > 0 && (facts.storage.length > 0 || sourceFacts.storage.length > 0);
+    return { leases, leaseOn: 'source', vm, source, destination, ctx, container };
   }
 
   private async execute(run: Running, plan: Plan, t0: number): Promise<MigrationSummary> {
@@ -221,7 +228,7 @@ export class MigrationOrchestrator {
       this.emit(run, { type: 'prepared', uri, ms: Math.round(performance.now() - preparedAt) });
 
       summary.phase = 'precopy';
-      const pauseForSwitchover = hooks.switchover.isUsed();
+      const pauseForSwitchover = hooks.switchover.isUsed() || plan.leases;
       const tuning = {
         maxBandwidthBytesPerSec: config.maxBandwidthMiBps * 1024 * 1024,
         downtimeLimitMs: config.downtimeLimitMs,
@@ -237,6 +244,13 @@ export class MigrationOrchestrator {
           switchedOver = true;
           summary.phase = 'switchover';
           this.emit(run, { type: 'switchover', host: destination.info.name });
+          if (plan.leases) {
+            // Both QEMUs are stopped now: the source gives the leases up before the destination takes them.
+            await source.link.releaseStorage(vm.name);
+            plan.leaseOn = 'none';
+            await destination.link.acquireStorage(vm.name);
+            plan.leaseOn = 'destination';
+          }
           await hooks.switchover.promise(ctx);
           await source.link.continueMigration(vm.name);
           continue;
@@ -339,12 +353,27 @@ export class MigrationOrchestrator {
     } catch (err) {
       this.deps.logger.error('a failed hook threw', { migration: summary.id, error: (err as Error).message });
     }
-    await source.link.cancelMigration(vm.name).catch(() => undefined);
-    await destination.link.abortIncoming(vm.name).catch((err: unknown) => {
-      this.deps.logger.warn('could not stop the destination copy', { migration: summary.id, error: (err as Error).message });
-    });
+    const stopDestination = () =>
+      destination.link.abortIncoming(vm.name).catch((err: unknown) => {
+        this.deps.logger.warn('could not stop the destination copy', { migration: summary.id, error: (err as Error).message });
+      });
+    if (plan.leaseOn !== 'source') {
+      // The leases left the source at switchover. The destination copy stops first
+      // (giving them up), the source takes them back, and only then may anything let
+      // the source run again: cancelling a migration paused before switchover
+      // resumes the source at once.
+      await stopDestination();
+      try {
+        await source.link.acquireStorage(vm.name);
+        plan.leaseOn = 'source';
+      } catch (err) {
+        this.deps.logger.error('the source cannot take its storage leases back; it stays paused', { migration: summary.id, error: (err as Error).message });
+      }
+    }
+    if (plan.leaseOn === 'source') await source.link.cancelMigration(vm.name).catch(() => undefined);
+    await stopDestination();
     let state = await source.link.runState(vm.name).catch(() => 'absent' as const);
-    if (state === 'paused' || state === 'postmigrate' || state === 'finish-migrate') {
+    if (plan.leaseOn === 'source' && (state === 'paused' || state === 'postmigrate' || state === 'finish-migrate')) {
       await source.link.resume(vm.name).catch((err: unknown) => {
         this.deps.logger.error('could not resume the VM on its source', { migration: summary.id, error: (err as Error).message });
       });

@@ -90,7 +90,18 @@ export class MotusServer implements Platform {
     mkdirSync(options.stateDir, { recursive: true });
     const inventory = new Inventory(join(options.stateDir, 'motus.db'));
     const hooks = createMigrationHooks();
-    const plugins = new PluginHost({ role: 'server', root: options.container, hooks, logger: options.logger, stateDir: options.stateDir });
+    let server: MotusServer | undefined;
+    const plugins = new PluginHost({
+      role: 'server',
+      root: options.container,
+      hooks,
+      logger: options.logger,
+      stateDir: options.stateDir,
+      callAgent: (host, plugin, method, payload) => {
+        if (!server) throw new MotusError('MOTUS_E_HOST_NOT_FOUND', `no host named ${host}: the server is still starting`, { host });
+        return server.liveHost(host).link.pluginCall(plugin, method, payload);
+      },
+    });
     try {
       await plugins.load(options.plugins);
     } catch (err) {
@@ -98,7 +109,7 @@ export class MotusServer implements Platform {
       inventory.close();
       throw err;
     }
-    const server = new MotusServer(options, inventory, plugins, hooks);
+    server = new MotusServer(options, inventory, plugins, hooks);
     server.reconcileAfterRestart();
     return server;
   }
@@ -221,7 +232,8 @@ export class MotusServer implements Platform {
     this.inventory.close();
   }
 
-  private liveHost(name: string): HostEntry {
+  /** A registered host whose agent answers; coded errors otherwise. */
+  liveHost(name: string): HostEntry {
     const host = this.hostEntries.get(name);
     if (!host) throw new MotusError('MOTUS_E_HOST_NOT_FOUND', `no host named ${name}`, { host: name });
     if (host.info.state === 'disconnected') throw new MotusError('MOTUS_E_HOST_DOWN', `host ${name} is down (its agent does not answer)`, { host: name });
@@ -295,6 +307,7 @@ export class MotusServer implements Platform {
       memoryUsedMiB: facts.memoryUsedMiB,
       cpus: facts.cpus,
       hypervisor: { kind: facts.hypervisor.kind, version: facts.hypervisor.version, accelerator: facts.hypervisor.accelerator },
+      plugins: facts.plugins,
       lastSeen: now(),
     };
   }

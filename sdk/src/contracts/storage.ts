@@ -1,4 +1,5 @@
 import { createToken } from '../tokens.js';
+import type { DiskSpec } from '../model.js';
 
 /** A datastore as a host sees it. */
 export interface DatastoreInfo {
@@ -11,16 +12,20 @@ export interface DatastoreInfo {
 }
 
 /**
- * Shared storage as seen from one host: which datastores it reaches, and the
- * ownership lease of a VM's disks, handed over at switchover.
+ * Shared storage as seen from one host (agent role): which datastores it reaches,
+ * and the ownership lease of a VM's disks. The kernel takes the lease before a VM
+ * starts on a host, and at switchover releases it on the source before the
+ * destination takes it, while both QEMUs are stopped.
  */
 export interface StorageProvider {
   readonly kind: string;
   datastores(): Promise<DatastoreInfo[]>;
-  /** Take the lease of a VM's disks for this host; rejects if another live host holds it. */
-  acquire(vm: string, disks: readonly string[]): Promise<void>;
-  /** Give the lease up (source side of a switchover, or VM stop). */
-  release(vm: string, disks: readonly string[]): Promise<void>;
+  /** Whether this provider holds the disk (by its path or URI); the kernel gives each provider only its own disks. */
+  owns(disk: DiskSpec): boolean;
+  /** Take the lease of a VM's disks for this host; rejects (coded) if another live host holds it. */
+  acquire(vm: string, disks: readonly DiskSpec[]): Promise<void>;
+  /** Give the lease up (source side of a switchover, VM stop, rollback on the destination). */
+  release(vm: string, disks: readonly DiskSpec[]): Promise<void>;
 }
 
 export const StorageProviderToken = createToken<StorageProvider>('storage.provider');

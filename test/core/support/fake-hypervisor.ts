@@ -32,6 +32,7 @@ export class FakeVm implements VmHandle {
   alive = true;
   progress: MigrationProgress = { status: 'none', totalTimeMs: 0, round: 0, totalBytes: 0, transferredBytes: 0, remainingBytes: 0, dirtyRateBytesPerSec: 0, throughputBytesPerSec: 0 };
   tuning: MigrationTuning | undefined;
+  launchOptions: LaunchOptions | undefined;
   private timer: NodeJS.Timeout | undefined;
   private target: FakeVm | undefined;
 
@@ -171,6 +172,7 @@ export class FakeDriver implements HypervisorDriver {
 
   async launch(spec: VmSpec, options: LaunchOptions): Promise<VmHandle> {
     const vm = new FakeVm(spec.name, spec, this, options.incoming === true, options.runDir);
+    vm.launchOptions = options;
     this.vms.add(vm);
     this.world.launched.push(vm);
     return vm;
