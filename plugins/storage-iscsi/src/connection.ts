@@ -1,7 +1,7 @@
 import { connect, type Socket } from 'node:net';
 import type { MotusError } from '@motus/sdk';
 import { iscsiError } from './errors.js';
-import { type DigestOptions, encodePdu, NO_DIGESTS, type Pdu, type PduInit, PduReader } from './pdu.js';
+import { type DigestOptions, encodePduParts, NO_DIGESTS, type Pdu, type PduInit, PduReader } from './pdu.js';
 
 export interface Portal {
   host: string;
@@ -81,9 +81,15 @@ export class Connection {
 
   send(pdu: PduInit): void {
     if (this.ended) return;
-    const frame = encodePdu(pdu, this.digests);
-    this.tap?.('out', frame);
-    this.socket.write(frame);
+    const parts = encodePduParts(pdu, this.digests);
+    if (this.tap) this.tap('out', Buffer.concat(parts));
+    if (parts.length === 1) {
+      this.socket.write(parts[0]!);
+      return;
+    }
+    this.socket.cork();
+    for (const part of parts) this.socket.write(part);
+    this.socket.uncork();
   }
 
   /** Ends the connection; `error` says why (none when we close it on purpose). */

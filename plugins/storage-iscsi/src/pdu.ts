@@ -168,6 +168,15 @@ function pad4(n: number): number {
 
 /** Builds the bytes of one PDU: BHS, AHS, header digest, data, padding, data digest. */
 export function encodePdu(init: PduInit, digests: DigestOptions = NO_DIGESTS): Buffer {
+  return Buffer.concat(encodePduParts(init, digests));
+}
+
+/**
+ * The same bytes as encodePdu in up to three pieces (header, data, padding and
+ * digest), the data being the caller's buffer uncopied: a socket can write them
+ * in turn, which saves copying every byte of a large write.
+ */
+export function encodePduParts(init: PduInit, digests: DigestOptions = NO_DIGESTS): Buffer[] {
   const layout = LAYOUTS[init.opcode];
   if (!layout) throw new RangeError(`cannot encode ${opcodeName(init.opcode)}`);
   const values = init as unknown as Record<string, unknown>;
@@ -175,31 +184,30 @@ export function encodePdu(init: PduInit, digests: DigestOptions = NO_DIGESTS): B
   const data = (values['data'] as Buffer | undefined) ?? Buffer.alloc(0);
   if (ahs.length % 4 !== 0 || ahs.length > 255 * 4) throw new RangeError('AHS length must be a multiple of 4, at most 1020');
   if (data.length > 0xffffff) throw new RangeError('data segment longer than 2^24-1 bytes');
-  const headerLength = BHS_LENGTH + ahs.length + (digests.headerDigest ? 4 : 0);
-  const dataPad = pad4(data.length);
-  const total = headerLength + data.length + dataPad + (digests.dataDigest && data.length > 0 ? 4 : 0);
-  const out = Buffer.alloc(total);
-  out[0] = (init.opcode & 0x3f) | (values['immediate'] ? 0x40 : 0);
-  out[1] = layout.fixed ?? 0;
-  out[4] = ahs.length / 4;
-  out.writeUIntBE(data.length, 5, 3);
+  const header = Buffer.alloc(BHS_LENGTH + ahs.length + (digests.headerDigest ? 4 : 0));
+  header[0] = (init.opcode & 0x3f) | (values['immediate'] ? 0x40 : 0);
+  header[1] = layout.fixed ?? 0;
+  header[4] = ahs.length / 4;
+  header.writeUIntBE(data.length, 5, 3);
   for (const [name, field] of Object.entries(layout.fields)) {
     const v = values[name];
     if (v === undefined) continue;
     switch (field.kind) {
-      case 'u8': out[field.at] = Number(v) & 0xff; break;
-      case 'u16': out.writeUInt16BE(Number(v) & 0xffff, field.at); break;
-      case 'u32': out.writeUInt32BE(Number(v) >>> 0, field.at); break;
-      case 'bytes': (v as Buffer).copy(out, field.at, 0, Math.min(field.length, (v as Buffer).length)); break;
-      case 'bits': out[field.at] = out[field.at]! | ((Number(v) << field.shift) & field.mask); break;
-      case 'flag': if (v) out[field.at] = out[field.at]! | field.mask; break;
+      case 'u8': header[field.at] = Number(v) & 0xff; break;
+      case 'u16': header.writeUInt16BE(Number(v) & 0xffff, field.at); break;
+      case 'u32': header.writeUInt32BE(Number(v) >>> 0, field.at); break;
+      case 'bytes': (v as Buffer).copy(header, field.at, 0, Math.min(field.length, (v as Buffer).length)); break;
+      case 'bits': header[field.at] = header[field.at]! | ((Number(v) << field.shift) & field.mask); break;
+      case 'flag': if (v) header[field.at] = header[field.at]! | field.mask; break;
     }
   }
-  ahs.copy(out, BHS_LENGTH);
-  if (digests.headerDigest) out.writeUInt32LE(crc32c(out, 0, BHS_LENGTH + ahs.length), BHS_LENGTH + ahs.length);
-  data.copy(out, headerLength);
-  if (digests.dataDigest && data.length > 0) out.writeUInt32LE(crc32c(out, headerLength, headerLength + data.length + dataPad), total - 4);
-  return out;
+  ahs.copy(header, BHS_LENGTH);
+  if (digests.headerDigest) header.writeUInt32LE(crc32c(header, 0, BHS_LENGTH + ahs.length), BHS_LENGTH + ahs.length);
+  if (data.length === 0) return [header];
+  const pad = pad4(data.length);
+  const trailer = Buffer.alloc(pad + (digests.dataDigest ? 4 : 0));
+  if (digests.dataDigest) trailer.writeUInt32LE(crc32cOf([data, trailer.subarray(0, pad)]), pad);
+  return trailer.length > 0 ? [header, data, trailer] : [header, data];
 }
 
 /** Reads the BHS fields of a PDU that arrived whole; total over the 48 bytes. */
@@ -320,6 +328,7 @@ export class PduReader {
 
   /** The first n buffered bytes, removed from the queue when `consume`. */
   private take(n: number, consume: boolean): Buffer {
+    if (n === 0) return Buffer.alloc(0);
     const first = this.chunks[0]!;
     let out: Buffer;
     if (first.length >= n) out = first.subarray(0, n);

@@ -132,6 +132,13 @@ export async function startTgt(): Promise<Tgt> {
     cleanupSockets();
   };
 
+  // A test process that dies without running its after() hooks must not leave tgtd behind.
+  const onExit = (): void => {
+    if (child && child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    cleanupSockets();
+    dir.remove();
+  };
+  process.on('exit', onExit);
   await launch();
   return {
     port, controlPort, portal: `127.0.0.1:${port}`, dir: dir.path,
@@ -161,6 +168,7 @@ export async function startTgt(): Promise<Tgt> {
     },
     async stop() {
       await kill();
+      process.off('exit', onExit);
       dir.remove();
     },
     log: () => {

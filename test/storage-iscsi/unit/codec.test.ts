@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import {
-  BHS_LENGTH, crc32c, crc32cOf, decodeFrame, decodeText, encodePdu, encodeText, isIscsiError, type Pdu, PduOpcode, type PduInit, PduReader, RESERVED_TAG,
+  BHS_LENGTH, crc32c, crc32cOf, decodeFrame, decodeText, encodePdu, encodePduParts, encodeText, isIscsiError, type Pdu, PduOpcode, type PduInit, PduReader, RESERVED_TAG,
 } from '@motus/storage-iscsi';
 import { prng, randomBytes } from '../support/random.js';
 
@@ -78,6 +78,16 @@ describe('iSCSI PDU codec', () => {
       }
     });
   }
+
+  it('hands the data segment to the socket uncopied, with padding and digest after it', () => {
+    const data = Buffer.alloc(1001, 0x5a);
+    const parts = encodePduParts({ opcode: PduOpcode.DataOut, final: true, data }, { headerDigest: true, dataDigest: true });
+    expect(parts.map((p) => p.length)).to.deep.equal([52, 1001, 7]);
+    expect(parts[1]!.buffer).to.equal(data.buffer);
+    const r = decodeFrame(Buffer.concat(parts), { headerDigest: true, dataDigest: true, maxDataSegmentLength: 8192 });
+    expect(r.kind === 'pdu' && r.pdu.data.equals(data)).to.equal(true);
+    expect(encodePduParts({ opcode: PduOpcode.NopOut }).length).to.equal(1);
+  });
 
   it('pads the data segment to 4 bytes and keeps its true length in the BHS', () => {
     const b = encodePdu({ opcode: PduOpcode.DataOut, data: Buffer.alloc(5, 1) });
