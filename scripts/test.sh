@@ -4,6 +4,8 @@
 # real component is missing fails with a message saying how to install it.
 # Run one tier with: npm test -- unit   (or integration, e2e)
 set -euo pipefail
+# Test logs carry errors only, unless asked for more.
+export MOTUS_LOG_LEVEL=${MOTUS_LOG_LEVEL:-error}
 cd "$(dirname "$0")/.."
 bash scripts/install-system-deps.sh
 [ -d node_modules/.bin ] || npm ci --no-audit --no-fund

@@ -47,6 +47,8 @@ interface VmRecord {
   leased: boolean;
   /** NICs attached to this host's switches. */
   nics: string[];
+  /** Set before an ordered stop, so the exit is not reported as a crash. */
+  stopping: boolean;
 }
 
 /**
@@ -121,6 +123,7 @@ export class HostAgent implements HostLink {
 
   async stopVm(name: string): Promise<void> {
     const vm = this.get(name);
+    vm.stopping = true;
     await vm.handle.stop(5_000);
     await this.release(name, vm);
   }
@@ -226,6 +229,7 @@ export class HostAgent implements HostLink {
     if (vm.role !== 'incoming') {
       throw new MotusError('MOTUS_E_VM_BUSY', `VM ${name} on ${this.name} is ${vm.role}, not an incoming copy; refusing to stop it`, { vm: name });
     }
+    vm.stopping = true;
     await vm.handle.stop(2_000);
     await this.release(name, vm);
   }
@@ -237,6 +241,7 @@ export class HostAgent implements HostLink {
     if (state !== 'postmigrate' && state !== 'absent') {
       throw new MotusError('MOTUS_E_VM_BUSY', `VM ${name} on ${this.name} is ${state}, not migrated away; refusing to stop it`, { vm: name });
     }
+    vm.stopping = true;
     await vm.handle.stop(2_000);
     await this.release(name, vm);
   }
@@ -264,6 +269,7 @@ export class HostAgent implements HostLink {
     if (this.stopped) return;
     this.stopped = true;
     await Promise.allSettled([...this.vms.entries()].map(async ([name, vm]) => {
+      vm.stopping = true;
       await vm.handle.stop(3_000);
       await this.release(name, vm);
     }));
@@ -297,11 +303,11 @@ export class HostAgent implements HostLink {
         leased = true;
       }
       const handle = await this.driver.launch(spec, { runDir: this.runDir(spec.name), incoming: role === 'incoming', nics: attached });
-      const record: VmRecord = { handle, spec, role, startedAt: new Date().toISOString(), leased, nics: attached.map((a) => a.nicId) };
+      const record: VmRecord = { handle, spec, role, startedAt: new Date().toISOString(), leased, nics: attached.map((a) => a.nicId), stopping: false };
       this.vms.set(spec.name, record);
       void handle.exited.then(async ({ code, signal }) => {
         if (this.vms.get(spec.name) !== record) return;
-        this.options.logger.warn('vm process exited', { vm: spec.name, code, signal, role: record.role });
+        if (!record.stopping) this.options.logger.warn('vm process exited', { vm: spec.name, code, signal, role: record.role });
         await this.release(spec.name, record);
       });
       return record;
