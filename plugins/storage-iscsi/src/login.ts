@@ -202,7 +202,8 @@ export function login(conn: Connection, options: LoginRequestOptions): Promise<L
           if (r.value === 'Reject') return finish(iscsiError('MOTUS_E_ISCSI_NEGOTIATION', `the target offered ${key}=${value}, which we cannot accept`, { key }));
           applyKey(params, key, r.value);
           answers.push([key, r.value]);
-        } else if (key === 'TargetAlias' || key === 'TargetPortalGroupTag' || key === 'TargetAddress' || key.startsWith('X-') || key.startsWith('X#')) {
+        } else if (key === 'TargetAlias' || key === 'TargetPortalGroupTag' || key === 'TargetAddress') {
+          // Declarations of the target: nothing to answer.
           continue;
         } else if (value !== 'NotUnderstood' && value !== 'Irrelevant') {
           answers.push([key, 'NotUnderstood']);
