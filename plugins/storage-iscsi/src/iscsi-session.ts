@@ -4,7 +4,8 @@ import { iscsiError } from './errors.js';
 import type { ChapCredentials } from './login.js';
 import { Lun, type LunOptions } from './lun.js';
 import type { Digest, ParamPreferences, SessionParams } from './negotiation.js';
-import { type CommandResult, Session, type SessionOptions } from './session.js';
+import type { Observable } from 'rxjs';
+import { type CommandResult, Session, type SessionEvent, type SessionOptions } from './session.js';
 
 export interface IscsiLoginOptions {
   /** `host:port` of the target portal. */
@@ -59,6 +60,11 @@ export class IscsiSession {
     if (options.mutualChap && !options.chap) throw iscsiError('MOTUS_E_INVALID_REQUEST', 'mutual CHAP needs our own CHAP credentials too');
     const session = await Session.open(sessionOptions(options));
     return new IscsiSession(session, options.targetIqn, options.lun ?? {});
+  }
+
+  /** Lost and restored connections, target messages, the end of the session. */
+  get events$(): Observable<SessionEvent> {
+    return this.transport.events$;
   }
 
   get params(): SessionParams {

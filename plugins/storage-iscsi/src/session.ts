@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import type { MotusError } from '@motus/sdk';
+import { type Observable, Subject } from 'rxjs';
 import { Connection, type FrameTap, type Portal } from './connection.js';
 import { iscsiError, isIscsiError } from './errors.js';
 import { type ChapCredentials, login, type LoginResult } from './login.js';
@@ -89,6 +90,12 @@ interface Waiter {
 
 export type SessionState = 'full-feature' | 'reconnecting' | 'closed';
 
+export type SessionEvent =
+  | { type: 'async'; pdu: AsyncMessagePdu }
+  | { type: 'disconnected'; error: MotusError }
+  | { type: 'reconnected'; attempt: number }
+  | { type: 'closed'; error: MotusError };
+
 /** Task management functions (RFC 7143 11.5.1). */
 export const TaskFunction = { ABORT_TASK: 1, ABORT_TASK_SET: 2, CLEAR_TASK_SET: 4, LOGICAL_UNIT_RESET: 5, TARGET_WARM_RESET: 6 } as const;
 
@@ -138,8 +145,9 @@ export class Session {
   private readonly prefs: ParamPreferences;
   /** How many times the session logged in again after losing its connection. */
   reconnects = 0;
-  /** Listeners for what the target tells us outside of commands (async events, logouts). */
-  onEvent: (event: { type: 'async'; pdu: AsyncMessagePdu } | { type: 'reconnected'; attempt: number } | { type: 'disconnected'; error: MotusError }) => void = () => {};
+  private readonly events = new Subject<SessionEvent>();
+  /** What happened to the session outside of commands: target messages, lost and restored connections, the end. */
+  readonly events$: Observable<SessionEvent> = this.events.asObservable();
 
   private constructor(options: SessionOptions) {
     this.opts = {
@@ -407,6 +415,10 @@ export class Session {
   }
 
   private close(error: MotusError): void {
+    if (this.state !== 'closed') {
+      this.events.next({ type: 'closed', error });
+      this.events.complete();
+    }
     this.state = 'closed';
     this.stopKeepalive();
     const conn = this.conn;
@@ -561,7 +573,7 @@ export class Session {
   private onAsync(conn: Connection, pdu: AsyncMessagePdu): void {
     this.updateWindow(pdu.expCmdSN, pdu.maxCmdSN);
     this.statusSeen(pdu.statSN);
-    this.onEvent({ type: 'async', pdu });
+    this.events.next({ type: 'async', pdu });
     // 1: the target asks us to log out; 2 and 3: it is about to drop the connection. Either way, log in again.
     if (pdu.asyncEvent === 1 || pdu.asyncEvent === 2 || pdu.asyncEvent === 3) {
       conn.end(iscsiError('MOTUS_E_ISCSI_DISCONNECTED', `the target asked to end the connection (async event ${pdu.asyncEvent})`));
@@ -618,7 +630,7 @@ export class Session {
   private onConnectionEnd(conn: Connection, error: MotusError | undefined): void {
     if (conn !== this.conn || this.state !== 'full-feature') return;
     const cause = error ?? iscsiError('MOTUS_E_ISCSI_DISCONNECTED', 'the connection closed');
-    this.onEvent({ type: 'disconnected', error: cause });
+    this.events.next({ type: 'disconnected', error: cause });
     this.failWaiters(iscsiError('MOTUS_E_ISCSI_DISCONNECTED', `connection lost: ${cause.message}`, {}, { cause }));
     if (this.opts.reconnectTimeoutMs <= 0 || this.opts.targetName === undefined) {
       this.close(iscsiError('MOTUS_E_ISCSI_DISCONNECTED', `connection to the target lost: ${cause.message}`, { portal: `${this.opts.portal.host}:${this.opts.portal.port}` }, { cause }));
@@ -661,7 +673,7 @@ export class Session {
         }
         this.state = 'full-feature';
         this.reconnects++;
-        this.onEvent({ type: 'reconnected', attempt });
+        this.events.next({ type: 'reconnected', attempt });
         this.pump();
         return;
       } catch (err) {

@@ -81,7 +81,7 @@ describe('login, text and asynchronous events against a fake target', function (
     target = await startFakeTarget({ onPdu: answer });
     const events: string[] = [];
     session = await Session.open({ portal: { host: '127.0.0.1', port: target.port }, initiatorName: INITIATOR, targetName: TARGET, keepaliveIntervalMs: 0, reconnectTimeoutMs: 3000, reconnectDelayMs: 20 });
-    session.onEvent = (e) => events.push(e.type);
+    session.events$.subscribe({ next: (e) => events.push(e.type), error: () => undefined });
     const c = target.connections[0]!;
     c.send({ opcode: PduOpcode.AsyncMessage, itt: RESERVED_TAG, statSN: c.statSN++, expCmdSN: c.expCmdSN, maxCmdSN: c.maxCmdSN, asyncEvent: 1, parameter3: 2 });
     await waitFor('the second login', () => (target!.connections.length === 2 ? true : undefined), 3000, 10);
