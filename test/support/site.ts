@@ -15,6 +15,8 @@ export interface TestSite {
   client: MotusClient;
   /** Agent process ids by host name, from motusd's output. */
   agentPids: Map<string, number>;
+  /** The motusd process (server role, parent of the agents). */
+  serverPid: number;
   output(): string;
   /** Runs the real `motus` CLI against the site. */
   cli(...args: string[]): Promise<{ code: number; stdout: string; stderr: string }>;
@@ -60,6 +62,7 @@ export async function startSite(siteYaml: string): Promise<TestSite> {
     stateDir: dir.path,
     client,
     agentPids,
+    serverPid: child.pid!,
     output: () => out,
     cli: (...args) =>
       new Promise((resolve) => {

@@ -166,3 +166,24 @@ describe('live migration of a real guest (all-in-one site, QEMU)', function () {
     expect([vm.host, vm.state]).to.deep.equal(['host-a', 'running']);
   });
 });
+
+describe('no process outlives its owner (all-in-one site, QEMU)', function () {
+  this.timeout(300_000);
+
+  it('takes the agents and their QEMUs down when motusd is killed with SIGKILL', async () => {
+    requireCommand('qemu-system-x86_64', 'qemu-system-x86');
+    const site = await startSite('hosts:\n  - name: host-a\n    memoryMiB: 1024\n  - name: host-b\n    memoryMiB: 1024\n');
+    try {
+      await site.client.startVm(spec('orphan1'), 'host-a');
+      await site.client.startVm(spec('orphan2'), 'host-b');
+      const qemus = [...(await qemuPidsOf('orphan1')), ...(await qemuPidsOf('orphan2'))];
+      expect(qemus).to.have.length(2);
+      const agents = [...site.agentPids.values()];
+      expect(agents).to.have.length(2);
+      process.kill(site.serverPid, 'SIGKILL');
+      await waitFor('agents and QEMUs to end', () => ([...agents, ...qemus].some(alive) ? undefined : true), 30_000, 200);
+    } finally {
+      await site.stop();
+    }
+  });
+});
