@@ -232,7 +232,10 @@ export function login(conn: Connection, options: LoginRequestOptions): Promise<L
       if (pdu.statusClass !== 0) {
         const text = loginStatusText(pdu.statusClass, pdu.statusDetail);
         const data = { target: options.targetName, statusClass: pdu.statusClass, statusDetail: pdu.statusDetail };
-        if (pdu.statusClass === 2 && pdu.statusDetail === 1) return authFail(`the target reports: ${text} (check the CHAP user and secret)`);
+        if (pdu.statusClass === 2 && pdu.statusDetail === 1) {
+          if (!options.chap) return authFail('the target requires CHAP and no CHAP credentials were given');
+          return authFail(`the target reports: ${text} (check the CHAP user and secret)`);
+        }
         return finish(iscsiError('MOTUS_E_ISCSI_LOGIN', `login to ${options.targetName ?? 'the discovery portal'} refused: ${text}`, data));
       }
       if (pdu.itt !== options.itt) return finish(iscsiError('MOTUS_E_ISCSI_PROTOCOL', `Login Response for task tag ${pdu.itt}, ours is ${options.itt}`));

@@ -110,6 +110,7 @@ export class Lun {
     return out;
   }
 
+  /** The buffer goes to the socket uncopied (and again on a retry): leave it unchanged until the write settles. */
   async write(lba: bigint | number, data: Buffer, options: { fua?: boolean } = {}): Promise<void> {
     const bs = await this.blockSize();
     const per = Math.max(1, Math.floor(this.maxTransferBytes / bs)) * bs;

@@ -115,14 +115,20 @@ describe('iSCSI initiator against a real tgt target', function () {
     await lun.sync();
   });
 
-  it('logs in with CHAP, and refuses a wrong secret or missing credentials with a clear error', async () => {
+  it('logs in with CHAP, and refuses a wrong secret, an unknown user, missing credentials or an unknown target with a clear error', async () => {
     const s = await open({ targetIqn: CHAP, chap: INIT_CHAP });
     await s.lun(1).testUnitReady();
     const wrong = await IscsiSession.login({ portal: tgt.portal, targetIqn: CHAP, initiatorIqn: HOST_A, chap: { ...INIT_CHAP, secret: 'not-the-secret' }, reconnectTimeoutMs: 0 }).then(() => undefined, (e: unknown) => e);
     expect(isIscsiError(wrong, 'MOTUS_E_ISCSI_AUTH'), String(wrong)).to.equal(true);
     expect((wrong as Error).message).to.match(/authentication failed.*check the CHAP user and secret/);
     const none = await IscsiSession.login({ portal: tgt.portal, targetIqn: CHAP, initiatorIqn: HOST_A }).then(() => undefined, (e: unknown) => e);
-    expect(isIscsiError(none, 'MOTUS_E_ISCSI_AUTH') || isIscsiError(none, 'MOTUS_E_ISCSI_LOGIN') || isIscsiError(none, 'MOTUS_E_ISCSI_NEGOTIATION'), String(none)).to.equal(true);
+    expect(isIscsiError(none, 'MOTUS_E_ISCSI_AUTH'), String(none)).to.equal(true);
+    expect((none as Error).message).to.include('the target requires CHAP and no CHAP credentials were given');
+    const unknownUser = await IscsiSession.login({ portal: tgt.portal, targetIqn: CHAP, initiatorIqn: HOST_A, chap: { ...INIT_CHAP, user: 'someone-else' }, reconnectTimeoutMs: 0 }).then(() => undefined, (e: unknown) => e);
+    expect(isIscsiError(unknownUser, 'MOTUS_E_ISCSI_AUTH'), String(unknownUser)).to.equal(true);
+    const missing = await IscsiSession.login({ portal: tgt.portal, targetIqn: 'iqn.2026-11.dev.motus.test:absent', initiatorIqn: HOST_A }).then(() => undefined, (e: unknown) => e);
+    expect(isIscsiError(missing, 'MOTUS_E_ISCSI_LOGIN'), String(missing)).to.equal(true);
+    expect((missing as Error).message).to.include('the target does not exist');
   });
 
   it('logs in with mutual CHAP and rejects a target that does not know its secret', async () => {
