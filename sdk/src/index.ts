@@ -12,3 +12,4 @@ export * from './contracts/cpu.js';
 export * from './platform.js';
 export * from './client/index.js';
 export * from './scsi/index.js';
+export * from './qmp/index.js';

@@ -1,6 +1,5 @@
-import type { HypervisorEvent } from '@motus/sdk';
+import type { HypervisorEvent, QmpEvent } from '@motus/sdk';
 import { toMigrationStatus } from './migration/progress.js';
-import type { QmpEvent } from './qmp/messages.js';
 
 function isoTime(timestampUs: number): string {
   // QEMU stamps events with its own clock; an event without a stamp gets the time it was read.

@@ -13,7 +13,7 @@ import type { RunFiles } from './launch/argv.js';
 import type { ProcessExit, QemuProcess } from './launch/qemu-process.js';
 import { toMigrationProgress } from './migration/progress.js';
 import { tcpUri, tuningToQmp } from './migration/tuning.js';
-import type { QmpClient } from './qmp/qmp-client.js';
+import type { QmpClient } from '@motus/sdk';
 import { toRunState } from './run-state.js';
 
 const DEFAULT_STOP_GRACE_MS = 5_000;

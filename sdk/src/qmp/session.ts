@@ -1,6 +1,6 @@
 import { createConnection, type Socket } from 'node:net';
 import { Observable, Subject } from 'rxjs';
-import { MotusError } from '@motus/sdk';
+import { MotusError } from '../errors.js';
 import { QmpLineDecoder, encodeCommand, DEFAULT_MAX_LINE_BYTES } from './codec.js';
 import type { QmpEvent, QmpGreeting, QmpMessage } from './messages.js';
 

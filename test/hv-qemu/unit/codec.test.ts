@@ -5,10 +5,10 @@ import {
   decodeChunk,
   decodeLine,
   encodeCommand,
-  toMigrationProgress,
   type QmpDecodeResult,
   type QmpMessage,
-} from '@motus/hv-qemu';
+} from '@motus/sdk';
+import { toMigrationProgress } from '@motus/hv-qemu';
 import { chunks, qmpTraffic } from '../support/fixture.js';
 import { randomBytes, seededRandom } from '../support/random.js';
 

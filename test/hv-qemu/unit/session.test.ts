@@ -1,6 +1,5 @@
 import { expect } from 'chai';
-import { MotusError, isMotusError } from '@motus/sdk';
-import { QmpClient, QmpSession, type QmpEvent } from '@motus/hv-qemu';
+import { MotusError, QmpClient, QmpSession, isMotusError, type QmpEvent } from '@motus/sdk';
 import { FakeQmpServer, type ReceivedCommand } from '../support/fake-qmp-server.js';
 import { sleep, tempDir, waitFor } from '../../support/system.js';
 

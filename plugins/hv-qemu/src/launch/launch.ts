@@ -1,6 +1,5 @@
 import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
-import { MotusError, isMotusError } from '@motus/sdk';
-import { QmpClient } from '../qmp/qmp-client.js';
+import { MotusError, QmpClient, isMotusError } from '@motus/sdk';
 import type { RunFiles } from './argv.js';
 import { QemuProcess } from './qemu-process.js';
 

@@ -1,5 +1,4 @@
-import type { MigrationProgress, MigrationStatus } from '@motus/sdk';
-import type { QmpMigrationInfo } from '../qmp/qmp-client.js';
+import type { MigrationProgress, MigrationStatus, QmpMigrationInfo } from '@motus/sdk';
 
 const STATUSES: ReadonlySet<string> = new Set<MigrationStatus>([
   'none',
