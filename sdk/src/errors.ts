@@ -52,6 +52,7 @@ export const ERROR_CODES = {
   MOTUS_E_NFS_ERROR: 'Any other NFS status; the data carries its name.',
   MOTUS_E_NFS_LOCK_HELD: 'Another live host holds the VM disk lock on the NFS datastore; the data names the owner.',
   MOTUS_E_NFS_LOCK_LOST: 'This host lost its VM disk lock on the NFS datastore and must stop writing.',
+  MOTUS_E_DATASTORE_NOT_VISIBLE: 'The host does not mount or cannot reach the datastore that holds a VM disk; the data names the datastore and the host.',
   MOTUS_E_NET_PORT: 'A virtual switch port could not be created (its unix socket path is too long or cannot be bound).',
   MOTUS_E_NET_UPLINK: "A host's VXLAN endpoint could not bind its configured UDP address.",
   MOTUS_E_NET_RELOCATION_UNCONFIRMED: "After a migration, not every switch reaches the VM's MAC through the destination in time; the data names the MAC and the switches that disagree.",
