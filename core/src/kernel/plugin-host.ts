@@ -5,6 +5,8 @@ import {
   API_VERSION,
   HypervisorDriverToken,
   MotusError,
+  NetworkProviderToken,
+  StorageProviderToken,
   isPluginDefinition,
   tokenId,
   type Logger,
@@ -23,6 +25,12 @@ export type PluginSource =
 
 /** Tokens at most one plugin may provide on a platform. */
 const SINGLE_PROVIDER: ReadonlySet<symbol> = new Set([HypervisorDriverToken]);
+
+/**
+ * Contracts only agents consume. A plugin that also runs on the server (for its
+ * validate tap, say) declares them in `provides` but has nothing to provide there.
+ */
+const AGENT_CONTRACTS: ReadonlySet<symbol> = new Set([HypervisorDriverToken, StorageProviderToken, NetworkProviderToken]);
 
 interface LoadedPlugin {
   definition: PluginDefinition<unknown>;
@@ -211,7 +219,7 @@ export class PluginHost {
       if (err instanceof MotusError && err.code.startsWith('MOTUS_E_PLUGIN_')) throw err;
       throw new MotusError('MOTUS_E_PLUGIN_SETUP', `plugin ${definition.name} failed to set up: ${(err as Error).message}`, { plugin: definition.name }, { cause: err });
     }
-    const missing = definition.provides.filter((token) => !provided.has(token));
+    const missing = definition.provides.filter((token) => !provided.has(token) && !(role === 'server' && AGENT_CONTRACTS.has(token)));
     if (missing.length > 0) {
       throw new MotusError('MOTUS_E_PLUGIN_SETUP', `plugin ${definition.name} declares ${missing.map(tokenId).join(', ')} but did not provide it`, {
         plugin: definition.name,

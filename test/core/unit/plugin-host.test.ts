@@ -107,6 +107,18 @@ describe('plugin host', () => {
     expect(err.message).to.include('hypervisor.driver');
   });
 
+  it('does not ask a plugin to provide an agent contract in the server role', async () => {
+    const both = plugin({ name: 'both', provides: [StorageProviderToken], setup: () => undefined });
+    const { plugins, dir } = host('server');
+    try {
+      await plugins.load([{ definition: both }]);
+      expect(plugins.contributions(StorageProviderToken)).to.deep.equal([]);
+    } finally {
+      await plugins.dispose();
+      dir.remove();
+    }
+  });
+
   it('wraps a setup failure with the plugin name', async () => {
     const broken = plugin({
       name: 'broken',
