@@ -44,7 +44,7 @@ const RESERVED_PREFIX = '.';
 const MAX_NAME = 255;
 
 function badUrl(url: string, why: string) {
-  return nasError('MOTUS_E_INVALID_REQUEST', `datastore URL ${JSON.stringify(url)} ${why}; expected nfs://server[:port]/export[?mountport=N]`, { url });
+  return nasError('MOTUS_E_INVALID_REQUEST', `datastore URL ${JSON.stringify(url)} ${why}; expected nfs://server[:port]/export[?nfsport=N&mountport=M]`, { url });
 }
 
 export function parseNfsUrl(url: string): NfsUrl {
@@ -60,12 +60,21 @@ export function parseNfsUrl(url: string): NfsUrl {
   if (!exportPath.startsWith('/')) throw badUrl(url, 'names no export');
   const out: NfsUrl = { host: parsed.hostname.replace(/^\[|\]$/g, ''), export: exportPath };
   if (parsed.port) out.port = Number(parsed.port);
-  const mountPort = parsed.searchParams.get('mountport');
-  if (mountPort !== null) {
-    const n = Number(mountPort);
-    if (!Number.isInteger(n) || n < 1 || n > 65535) throw badUrl(url, `has an invalid mountport ${JSON.stringify(mountPort)}`);
-    out.mountPort = n;
+  // libnfs spells the NFS port nfsport=; both forms name the same thing.
+  const port = (name: string): number | undefined => {
+    const value = parsed.searchParams.get(name);
+    if (value === null) return undefined;
+    const n = Number(value);
+    if (!Number.isInteger(n) || n < 1 || n > 65535) throw badUrl(url, `has an invalid ${name} ${JSON.stringify(value)}`);
+    return n;
+  };
+  const nfsPort = port('nfsport');
+  if (nfsPort !== undefined) {
+    if (out.port !== undefined && out.port !== nfsPort) throw badUrl(url, `names two NFS ports (${out.port} and nfsport=${nfsPort})`);
+    out.port = nfsPort;
   }
+  const mountPort = port('mountport');
+  if (mountPort !== undefined) out.mountPort = mountPort;
   return out;
 }
 

@@ -18,6 +18,16 @@
  * The owner checks its lock at each heartbeat. If the file is gone or names
  * someone else, or if it cannot refresh it for `leaseMs` (others may take it over
  * by then), the lock is lost: `lost` resolves and the holder must stop writing.
+ *
+ * Handover (migration switchover): removing the file and letting the destination
+ * create it again would leave a moment where the name is free, so the destination
+ * would have to settle. Instead the owner rewrites its own file in place, through
+ * the handle it just checked, naming the destination as owner with a token both
+ * sides were given beforehand (`handOver`). The destination adopts a file that
+ * names it, the granting host and that token (`adopt`) and goes on refreshing it.
+ * The file never disappears, so no contender can create one meanwhile; and the
+ * grant is a change, so anyone watching for staleness starts over. A grant nobody
+ * adopts stops changing and is taken over after the lease like any dead lock.
  */
 import { randomBytes } from 'node:crypto';
 import { nasError, isNasError } from './errors.js';
@@ -39,6 +49,8 @@ export interface LockContent {
   owner: string;
   token: string;
   seq: number;
+  /** Set while a lock is handed over: the host that granted it to `owner`. */
+  grantedBy?: string;
 }
 
 export interface LockState extends LockContent {
@@ -51,7 +63,7 @@ export interface LockState extends LockContent {
 const LOCK_FILE_SIZE = 256;
 
 export function encodeLock(content: LockContent): Buffer {
-  const json = JSON.stringify({ v: 1, owner: content.owner, token: content.token, seq: content.seq });
+  const json = JSON.stringify({ v: 1, owner: content.owner, token: content.token, seq: content.seq, ...(content.grantedBy === undefined ? {} : { grantedBy: content.grantedBy }) });
   if (Buffer.byteLength(json) > LOCK_FILE_SIZE - 1) throw nasError('MOTUS_E_INVALID_REQUEST', `host name ${JSON.stringify(content.owner)} is too long for a lock file`);
   return Buffer.from(json.padEnd(LOCK_FILE_SIZE - 1, ' ') + '\n');
 }
@@ -61,7 +73,8 @@ export function decodeLock(data: Buffer): LockContent | undefined {
   try {
     const v = JSON.parse(data.toString('utf8')) as Record<string, unknown>;
     if (v.v !== 1 || typeof v.owner !== 'string' || typeof v.token !== 'string' || typeof v.seq !== 'number') return undefined;
-    return { owner: v.owner, token: v.token, seq: v.seq };
+    if (v.grantedBy !== undefined && typeof v.grantedBy !== 'string') return undefined;
+    return { owner: v.owner, token: v.token, seq: v.seq, ...(typeof v.grantedBy === 'string' ? { grantedBy: v.grantedBy } : {}) };
   } catch {
     return undefined;
   }
@@ -70,7 +83,7 @@ export function decodeLock(data: Buffer): LockContent | undefined {
 const sleep = (ms: number) => new Promise<void>((resolve) => setTimeout(resolve, ms));
 
 export class HeldLock {
-  private seq = 0;
+  private seq: number;
   private timer: NodeJS.Timeout | undefined;
   private released = false;
   private lastRefresh = performance.now();
@@ -85,7 +98,9 @@ export class HeldLock {
     readonly token: string,
     readonly fileid: bigint,
     private readonly options: LockOptions,
+    firstSeq = 0,
   ) {
+    this.seq = firstSeq;
     this.lost = new Promise((resolve) => (this.resolveLost = resolve));
     this.schedule();
   }
@@ -110,6 +125,28 @@ export class HeldLock {
     if (this.lostReason !== undefined) return;
     const state = await readLock(this.client, this.path).catch(() => undefined);
     if (state && state.token === this.token) await this.client.remove(this.path);
+  }
+
+  /**
+   * Gives the lock to `to` without freeing the name: the file is rewritten in place
+   * (FILE_SYNC, through the handle just checked) to name `to` as owner, this host
+   * as grantor, and `token`, which the receiver must know to adopt it. Throws
+   * MOTUS_E_NFS_LOCK_LOST if the lock is no longer this host's.
+   */
+  async handOver(to: string, token: string): Promise<void> {
+    this.assertHeld();
+    this.released = true;
+    clearTimeout(this.timer);
+    const state = await readLock(this.client, this.path);
+    if (!state || state.token !== this.token || state.fileid !== this.fileid) {
+      throw nasError('MOTUS_E_NFS_LOCK_LOST', `lock ${this.path} cannot be handed to ${to}: it is ${state ? `held by ${state.owner}` : 'gone'}`, { path: this.path, host: this.options.host, to });
+    }
+    await this.client.nfs.write(state.fh, 0, encodeLock({ owner: to, token, seq: 0, grantedBy: this.options.host }), StableHow.FILE_SYNC, this.path);
+  }
+
+  /** What this host last wrote (for facts and tests). */
+  get heartbeats(): number {
+    return this.seq;
   }
 
   private schedule(): void {
@@ -200,6 +237,25 @@ export class NfsLockManager {
       throw this.held(path, mine?.owner ?? '(unknown)');
     }
     lock.assertHeld();
+    return lock;
+  }
+
+  /**
+   * Takes a lock that `from` handed to this host with `token` (see handOver),
+   * without waiting: the file is the grantor's, rewritten in place, so the name was
+   * never free. Undefined when the file is not such a grant (none, another owner,
+   * another token); the caller then takes the normal path.
+   */
+  async adopt(path: string, from: string, token: string): Promise<HeldLock | undefined> {
+    const state = await readLock(this.client, path);
+    if (!state || state.owner !== this.options.host || state.grantedBy !== from || state.token !== token) return undefined;
+    await this.client.nfs.write(state.fh, 0, encodeLock({ owner: this.options.host, token, seq: 1 }), StableHow.FILE_SYNC, path);
+    const lock = new HeldLock(this.client, path, token, state.fileid, this.options, 1);
+    const mine = await readLock(this.client, path);
+    if (!mine || mine.token !== token || mine.fileid !== state.fileid || mine.grantedBy !== undefined) {
+      await lock.release().catch(() => undefined);
+      return undefined;
+    }
     return lock;
   }
 
