@@ -236,6 +236,27 @@ describe('iSCSI initiator against a real tgt target', function () {
     expect((await a.read(0, 1)).equals(Buffer.alloc(512, 4))).to.equal(true);
   });
 
+  it('after a reconnection on tgt, takes its reservation back by registering again and preempting its old I_T nexus', async () => {
+    const s = await open({ targetIqn: PLAIN, initiatorIqn: HOST_A, reconnectTimeoutMs: 10000, reconnectDelayMs: 50 });
+    const lun = s.lun(2);
+    const key = 0x5eedn;
+    await lun.registerAndIgnore(key);
+    await lun.reserve(key, 'WRITE_EXCLUSIVE_REGISTRANTS_ONLY');
+    const reconnected = new Promise<void>((resolve) => s.events$.subscribe({ next: (e) => e.type === 'reconnected' && resolve(), error: () => undefined }));
+    s.transport.dropConnection();
+    await reconnected;
+    // tgt ties registrations to the session, not to initiator name + ISID: the new session is a stranger.
+    expect((await lun.readReservation()).holder).to.deep.include({ key });
+    const stranger = await lun.write(64, Buffer.alloc(512, 0x77)).then(() => undefined, (e: unknown) => e);
+    expect(isScsiError(stranger, 'MOTUS_E_SCSI_RESERVATION_CONFLICT'), String(stranger)).to.equal(true);
+    await lun.registerAndIgnore(key);
+    await lun.preempt(key, key, 'WRITE_EXCLUSIVE_REGISTRANTS_ONLY');
+    expect((await lun.readReservation()).holder).to.deep.include({ key, type: 'WRITE_EXCLUSIVE_REGISTRANTS_ONLY' });
+    await lun.write(64, Buffer.alloc(512, 0x77));
+    expect((await lun.read(64, 1)).equals(Buffer.alloc(512, 0x77))).to.equal(true);
+    await lun.clear(key);
+  });
+
   it('handles COMPARE AND WRITE as "not supported" when tgt refuses it, or as a real atomic test-and-set', async () => {
     const lun = (await open({ targetIqn: PLAIN })).lun(2);
     await lun.write(100, Buffer.alloc(512, 0x11));
