@@ -86,7 +86,6 @@ export function login(conn: Connection, options: LoginRequestOptions): Promise<L
     const targetKeys: TextPairs = [];
     const params: SessionParams = { ...DEFAULT_PARAMS, maxRecvDataSegmentLength: options.preferences.maxRecvDataSegmentLength };
     const ourOffers = new Map(offers(options.preferences));
-    const pendingOffers = new Map<string, string>();
     let chapState: 'none' | 'method' | 'algorithm' | 'response' | 'done' = options.chap ? 'method' : 'none';
     let ourChallenge: { id: number; challenge: Buffer } | undefined;
     let received: Buffer[] = [];
@@ -112,22 +111,14 @@ export function login(conn: Connection, options: LoginRequestOptions): Promise<L
       });
     };
 
-    const sendOperational = (extra: TextPairs): void => {
-      const keys: TextPairs = [...extra];
-      for (const [k, v] of pendingOffers) keys.push([k, v]);
-      send(keys, true, Stage.FullFeature);
-    };
+    /** Our offers still unanswered: each answer is checked against the offer it answers. */
+    let sentOffers = new Map<string, string>();
 
     const startOperational = (): void => {
       stage = Stage.Operational;
-      for (const [k, v] of ourOffers) pendingOffers.set(k, v);
-      const first: TextPairs = [...pendingOffers];
-      // Offers go out once; what the target answers lands in params.
-      sentOffers = new Map(pendingOffers);
-      pendingOffers.clear();
-      send(first, true, Stage.FullFeature);
+      sentOffers = new Map(ourOffers);
+      send([...ourOffers], true, Stage.FullFeature);
     };
-    let sentOffers = new Map<string, string>();
 
     const securityKeys = (): TextPairs => {
       const keys: TextPairs = [['InitiatorName', options.initiatorName]];
@@ -219,7 +210,7 @@ export function login(conn: Connection, options: LoginRequestOptions): Promise<L
         if (tpgt !== undefined && /^\d+$/.test(tpgt)) result.targetPortalGroupTag = Number(tpgt);
         return finish(undefined, result);
       }
-      sendOperational(answers);
+      send(answers, true, Stage.FullFeature);
     };
 
     conn.onEnd = (error) => finish(iscsiError('MOTUS_E_ISCSI_DISCONNECTED', `the connection closed during login${error ? `: ${error.message}` : ''}`, { target: options.targetName }, { cause: error }));
