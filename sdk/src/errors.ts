@@ -56,6 +56,13 @@ export const ERROR_CODES = {
   MOTUS_E_NET_PORT: 'A virtual switch port could not be created (its unix socket path is too long or cannot be bound).',
   MOTUS_E_NET_UPLINK: "A host's VXLAN endpoint could not bind its configured UDP address.",
   MOTUS_E_NET_RELOCATION_UNCONFIRMED: "After a migration, not every switch reaches the VM's MAC through the destination in time; the data names the MAC and the switches that disagree.",
+  MOTUS_E_CPU_INCOMPATIBLE: "The destination cannot run the VM's CPU: the data names every missing feature (or the vendor mismatch) and the host.",
+  MOTUS_E_CPU_BASELINE: "A host cannot provide the cluster's CPU baseline, no named model runs on every host, or a pinned model lies beyond the baseline; the data names the features.",
+  MOTUS_E_CPU_VENDOR_MISMATCH: 'CPU vendors would mix in one baseline or one VM (Intel and AMD never do); the data names the hosts or models and their vendors.',
+  MOTUS_E_CPU_UNKNOWN_MODEL: "The host's QEMU has no CPU model of that name; the data lists similar names.",
+  MOTUS_E_CPU_UNKNOWN_FEATURE: "The host's QEMU knows no CPU feature of that name; the data lists them.",
+  MOTUS_E_CPU_PROBE: "The host's QEMU did not answer the CPU model queries (or has not yet), so its CPU is unknown.",
+  MOTUS_E_CPU_CPUINFO: "The host's /proc/cpuinfo cannot be read or parsed; the message says what is missing.",
 } as const satisfies Record<string, string>;
 
 export type MotusErrorCode = keyof typeof ERROR_CODES;
