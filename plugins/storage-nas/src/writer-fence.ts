@@ -29,6 +29,22 @@ function descendsFrom(pid: number, ancestor: number): boolean {
   return false;
 }
 
+/**
+ * Whether one argument names the disk as a whole value: the argument itself, or
+ * an option value (`file=<path>,…`, `filename=<path>`) — so vm1/d.img never
+ * matches vm1/d.img2. QEMU's option syntax doubles commas inside a value.
+ */
+function namesDisk(arg: string, diskPath: string): boolean {
+  for (const spelled of new Set([diskPath, diskPath.replace(/,/g, ',,')])) {
+    for (let i = arg.indexOf(spelled); i >= 0; i = arg.indexOf(spelled, i + 1)) {
+      const before = i === 0 ? '' : arg[i - 1];
+      const after = arg[i + spelled.length] ?? '';
+      if ((before === '' || before === '=') && (after === '' || after === ',')) return true;
+    }
+  }
+  return false;
+}
+
 /** Processes under `ancestor` whose arguments name `diskPath`. */
 export function writersOf(diskPath: string, ancestor = process.pid): number[] {
   const found: number[] = [];
@@ -41,8 +57,7 @@ export function writersOf(diskPath: string, ancestor = process.pid): number[] {
     } catch {
       continue;
     }
-    // QEMU's -drive/-blockdev options double commas; a disk URI has none, but match both spellings.
-    if (!args.includes(diskPath) && !args.includes(diskPath.replace(/,/g, ',,'))) continue;
+    if (!args.split('\0').some((arg) => namesDisk(arg, diskPath))) continue;
     if (descendsFrom(pid, ancestor)) found.push(pid);
   }
   return found;
