@@ -1,0 +1,46 @@
+import { execFile, spawn, type ChildProcess } from 'node:child_process';
+import { requireCommand, waitFor } from '../../support/index.js';
+
+export function tshark(args: string[], timeoutMs = 60_000): Promise<string> {
+  const bin = requireCommand('tshark', 'tshark');
+  return new Promise((resolve, reject) => {
+    execFile(bin, args, { timeout: timeoutMs, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+      if (err) reject(new Error(`tshark ${args.join(' ')} failed: ${err.message}\n${stderr}`));
+      else resolve(stdout);
+    });
+  });
+}
+
+/** Lines of `tshark -r file -Y filter -T fields -e frame.number`: how many frames match. */
+export async function countMatching(file: string, filter: string, decodeAs: string[] = []): Promise<number> {
+  const out = await tshark(['-r', file, ...decodeAs.flatMap((d) => ['-d', d]), '-Y', filter, '-T', 'fields', '-e', 'frame.number']);
+  return out.split('\n').filter((l) => l.trim() !== '').length;
+}
+
+/** A live tshark capture on the loopback interface, written to `file`. */
+export class LoopbackCapture {
+  private constructor(private readonly child: ChildProcess) {}
+
+  static async start(file: string, bpf: string): Promise<LoopbackCapture> {
+    const bin = requireCommand('tshark', 'tshark');
+    const child = spawn(bin, ['-i', 'lo', '-f', bpf, '-w', file, '-q'], { stdio: ['ignore', 'ignore', 'pipe'] });
+    let stderr = '';
+    child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
+    let exited = false;
+    child.on('exit', () => (exited = true));
+    await waitFor('tshark to start capturing on lo', () => {
+      if (exited) throw new Error(`tshark exited: ${stderr}`);
+      return /Capturing on/.test(stderr) ? true : undefined;
+    }, 30_000);
+    return new LoopbackCapture(child);
+  }
+
+  async stop(): Promise<void> {
+    if (this.child.exitCode !== null || this.child.signalCode !== null) return;
+    const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
+    this.child.kill('SIGINT');
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
+    await exited;
+    clearTimeout(timer);
+  }
+}
