@@ -1,2 +1,3 @@
 export * from './motus-client.js';
 export * from './ndjson.js';
+export * from './task-model.js';

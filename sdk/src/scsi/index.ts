@@ -1,4 +1,4 @@
-export { SCSI_ERROR_CODES, ScsiError, isScsiError, type ScsiErrorCode, type ScsiResult } from './errors.js';
+export { ScsiError, isScsiError, type ScsiErrorCode, type ScsiResult } from './errors.js';
 export * from './sense.js';
 export * from './cdb.js';
 export * from './inquiry.js';
