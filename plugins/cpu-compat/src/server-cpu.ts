@@ -1,0 +1,115 @@
+import { MotusError, type CpuCompatPolicy, type CpuMask, type CpuVerdict, type HostCpuFacts, type MigrationHookContext, type Veto } from '@motus/sdk';
+import { computeBaseline, effectiveCpu, type ClusterBaseline } from './baseline.js';
+import type { CpuCompatConfig } from './config.js';
+import { CpuModels } from './cpu-spec.js';
+import { factsOf } from './host-facts.js';
+import type { CpuCatalog } from './qemu-report.js';
+import { judge } from './verdict.js';
+
+export const PLUGIN_NAME = '@motus/cpu-compat';
+
+/** How the policy reaches hosts: over the agent protocol on the server, directly on an agent. */
+export interface HostAccess {
+  facts(host: string): Promise<HostCpuFacts>;
+  catalog(host: string): Promise<CpuCatalog>;
+  /** Hosts the baseline spans. */
+  clusterHosts(): string[];
+}
+
+/** The cluster-wide reasoning: baselines, masks, verdicts, and the validate tap. */
+export class CpuPolicy implements CpuCompatPolicy {
+  /** One catalog per QEMU version: every host with that version has the same named models. */
+  private readonly catalogs = new Map<string, Promise<CpuModels>>();
+
+  constructor(
+    private readonly config: CpuCompatConfig,
+    private readonly access: HostAccess,
+  ) {}
+
+  async modelsFor(host: string, facts: HostCpuFacts): Promise<CpuModels> {
+    const key = facts.qemu.version;
+    let models = this.catalogs.get(key);
+    if (!models) {
+      models = this.access.catalog(host).then((c) => new CpuModels(c));
+      this.catalogs.set(key, models);
+      // A failed fetch must not stick: the next call asks again.
+      models.catch(() => this.catalogs.delete(key));
+    }
+    return models;
+  }
+
+  async clusterBaseline(): Promise<{ baseline: ClusterBaseline; models: CpuModels }> {
+    const names = this.access.clusterHosts();
+    if (names.length === 0) {
+      throw new MotusError('MOTUS_E_INVALID_REQUEST', `set the cluster's hosts in the ${PLUGIN_NAME} config ('cluster: [host-a, …]') to compute its baseline`, {});
+    }
+    const facts = await Promise.all(names.map((h) => this.access.facts(h)));
+    const models = await this.modelsFor(names[0]!, facts[0]!);
+    return { baseline: computeBaseline(this.config.baseline, facts, models), models };
+  }
+
+  async baseline(): Promise<{ cpu: string; features: string[]; refused: CpuVerdict[] }> {
+    const { baseline } = await this.clusterBaseline();
+    return { cpu: baseline.cpu, features: baseline.features, refused: baseline.refused };
+  }
+
+  async effectiveCpu(mask?: CpuMask): Promise<string> {
+    const { baseline, models } = await this.clusterBaseline();
+    return effectiveCpu(baseline, mask, models);
+  }
+
+  async check(cpu: string, host: string): Promise<CpuVerdict> {
+    const facts = await this.access.facts(host);
+    return judge(await this.modelsFor(host, facts), cpu, facts);
+  }
+
+  /** Every VM against every host: the dry run behind a cluster matrix. */
+  async matrix(vms: ReadonlyArray<{ name: string; cpuModel?: string }>, hosts: readonly string[]): Promise<Array<{ vm: string; verdicts: CpuVerdict[] }>> {
+    const facts = await Promise.all(hosts.map((h) => this.access.facts(h)));
+    const models = await this.modelsFor(hosts[0]!, facts[0]!);
+    return vms.map((vm) => ({ vm: vm.name, verdicts: facts.map((f) => judge(models, vm.cpuModel ?? this.config.defaultCpu, f, vm.name)) }));
+  }
+
+  /** The validate tap: the VM's recorded CPU against the destination, then the cluster baseline. */
+  async validate(c: MigrationHookContext): Promise<Veto | undefined> {
+    const host = c.destination.name;
+    const cpu = c.vm.spec.cpuModel ?? this.config.defaultCpu;
+    const reported = factsOf(c.destination.plugins, PLUGIN_NAME);
+    if ('error' in reported) {
+      return {
+        plugin: PLUGIN_NAME,
+        code: 'MOTUS_E_CPU_PROBE',
+        reason: `cannot tell whether host ${host} can run VM ${c.vm.name}'s CPU ${cpu}: ${reported.error}`,
+        data: { host, cpu },
+      };
+    }
+    let verdict: CpuVerdict;
+    try {
+      verdict = judge(await this.modelsFor(host, reported), cpu, reported, c.vm.name);
+    } catch (err) {
+      const e = MotusError.from(err);
+      return { plugin: PLUGIN_NAME, code: e.code, reason: `VM ${c.vm.name}'s CPU ${cpu} cannot be judged: ${e.message}`, data: { host, cpu, ...e.data } };
+    }
+    if (!verdict.compatible) {
+      return { plugin: PLUGIN_NAME, code: 'MOTUS_E_CPU_INCOMPATIBLE', reason: verdict.message, data: { ...verdict } };
+    }
+    if (reported.baseline && !reported.baseline.ok) {
+      const b = reported.baseline;
+      const why = b.vendorMismatch ? `its CPU is ${b.vendorMismatch.host} and the baseline is ${b.vendorMismatch.baseline}` : `it lacks ${b.missing.join(', ')}`;
+      return {
+        plugin: PLUGIN_NAME,
+        code: 'MOTUS_E_CPU_BASELINE',
+        reason: `host ${host} cannot provide the cluster CPU baseline ${b.cpu} (${why}), so it takes no VMs of the cluster; lower the baseline or take the host out of the cluster`,
+        data: { host, baseline: b.cpu, missing: b.missing },
+      };
+    }
+    return undefined;
+  }
+}
+
+/** Facts out of a callAgent answer, refusing anything that is not a finished probe. */
+export function asFacts(host: string, value: unknown): HostCpuFacts {
+  const facts = factsOf({ [PLUGIN_NAME]: value }, PLUGIN_NAME);
+  if ('error' in facts) throw new MotusError('MOTUS_E_CPU_PROBE', `host ${host} has no CPU facts: ${facts.error}`, { host });
+  return facts;
+}
