@@ -226,4 +226,29 @@ describe('NAS datastore: a writing guest migrates A → B → A (all-in-one site
     expect(problems).to.deep.equal([]);
     console.log(`      ${acks.length} acknowledged records verified on the server`);
   });
+
+  it('stops the guest at once when its host loses the disk lock (fenced: QEMU killed, VM crashed, loss in the facts)', async () => {
+    await site!.client.startVm(spec, 'host-b');
+    const vm = await vmInfo('vm1');
+    const log = [vm.serialLog!];
+    await waitFor('records on host-b', () => (acknowledged(log).length >= 5 ? true : undefined), 120_000, 250);
+    expect((await readLock(nfs, LOCK))?.owner).to.equal('host-b');
+    // Another host (here: the test) removes the lock, as a wrongful takeover would.
+    const t = performance.now();
+    await nfs.remove(LOCK);
+    await waitFor('the QEMU of vm1 to be killed', async () => ((await qemuPidsOf('vm1')).length === 0 ? true : undefined), 20_000, 100);
+    const fencedMs = Math.round(performance.now() - t);
+    const facts = await waitFor('the loss in host-b facts', async () => {
+      const f = (await hostsFacts()).get('host-b');
+      return f && f.lost.length > 0 ? f : undefined;
+    }, 15_000, 250);
+    expect(facts.lost.at(-1)).to.include({ vm: 'vm1', disk: 'disk0', datastore: 'nas1', reason: 'the lock file was removed' });
+    expect(facts.lost.at(-1)!.fenced).to.deep.equal([vm.pid]);
+    expect(facts.locks).to.deep.equal([]);
+    await waitFor('vm1 to be marked crashed', async () => ((await vmInfo('vm1')).state === 'crashed' ? true : undefined), 15_000, 250);
+    const last = acknowledged(log).at(-1)!;
+    await sleep(1000);
+    expect(acknowledged(log).at(-1), 'nothing written after the fence').to.equal(last);
+    console.log(`      lock removed → QEMU killed in ${fencedMs} ms (heartbeat 1000 ms), last record ${last}`);
+  });
 });
