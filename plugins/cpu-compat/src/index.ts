@@ -11,7 +11,7 @@ export { probeQemuCpus, probeQemuReplies, DEFAULT_PROBE_TIMEOUT_MS, type ProbeOp
 export { CpuModels, parseCpuString, formatCpuString, type CpuSpec } from './cpu-spec.js';
 export { hostCpuFacts, factsOf, type LabLimits } from './host-facts.js';
 export { computeBaseline, effectiveCpu, baselineImpact, type BaselineSetting, type ClusterBaseline, type BaselineImpact } from './baseline.js';
-export { judge } from './verdict.js';
+export { judge, isVendorNeutral } from './verdict.js';
 export { CpuPolicy, PLUGIN_NAME, type HostAccess } from './server-cpu.js';
 export { CpuCompatConfigSchema, type CpuCompatConfig } from './config.js';
 

@@ -1,6 +1,14 @@
 import type { CpuVerdict, HostCpuFacts } from '@motus/sdk';
 import { CpuModels, formatCpuString, parseCpuString, type CpuSpec } from './cpu-spec.js';
 
+/**
+ * QEMU's generic models exist to run on any x86 host; the vendor string they carry
+ * (qemu64 says AuthenticAMD) is a placeholder, not a CPU generation.
+ */
+export function isVendorNeutral(model: string): boolean {
+  return /^(qemu|kvm)(32|64)(-v\d+)?$/.test(model);
+}
+
 /** Named models the host can run that a VM's CPU could be lowered to, richest first. */
 function fallbacks(models: CpuModels, host: HostCpuFacts, vendor: string, limit = 3): string[] {
   const runnable = new Set(host.runnableModels);
@@ -25,7 +33,7 @@ export function judge(models: CpuModels, cpu: string | CpuSpec, host: HostCpuFac
   const missing = [...wanted].filter((f) => !provided.has(f)).sort();
   const who = vm ? `VM ${vm} (CPU ${text})` : `CPU ${text}`;
   const verdict: CpuVerdict = { compatible: true, host: host.host, cpu: text, missing, message: `host ${host.host} can run ${who}` };
-  if (model.vendor !== '' && model.vendor !== host.vendor) {
+  if (model.vendor !== '' && !isVendorNeutral(model.name) && model.vendor !== host.vendor) {
     verdict.compatible = false;
     verdict.vendorMismatch = { cpu: model.vendor, host: host.vendor };
     verdict.message = `host ${host.host} has a ${host.vendor} CPU and ${who} is ${model.vendor}: a guest never moves between CPU vendors; pick a ${model.vendor} host`;
@@ -33,7 +41,7 @@ export function judge(models: CpuModels, cpu: string | CpuSpec, host: HostCpuFac
   }
   if (missing.length > 0) {
     verdict.compatible = false;
-    const lower = fallbacks(models, host, model.vendor);
+    const lower = fallbacks(models, host, isVendorNeutral(model.name) ? host.vendor : model.vendor);
     verdict.message =
       `host ${host.host} lacks ${missing.length} CPU feature${missing.length > 1 ? 's' : ''} that ${who} uses: ${missing.join(', ')}. ` +
       `Hide ${missing.length > 1 ? 'them' : 'it'} in the VM's CPU (${formatCpuString({ ...spec, enable: spec.enable.filter((f) => !missing.includes(f)), disable: [...spec.disable, ...missing] })})` +

@@ -1,0 +1,110 @@
+import { expect } from 'chai';
+import { CpuPolicy, CpuCompatConfigSchema, judge, type CpuCatalog } from '@motus/cpu-compat';
+import type { HostCpuFacts, HostInfo, MigrationHookContext, VmInfo } from '@motus/sdk';
+import { modelledHost, recordedModels, recordedReport } from '../support/fixtures.js';
+
+const models = recordedModels();
+
+describe('cpu-compat: verdicts', () => {
+  const ivy = modelledHost('host-ivy', 'IvyBridge-v2');
+  const rome = modelledHost('host-rome', 'EPYC-Rome-v4');
+
+  it('names every missing feature and the host, and says what to do', () => {
+    const v = judge(models, 'Haswell-v4', ivy, 'web1');
+    expect(v.compatible).to.equal(false);
+    expect(v.host).to.equal('host-ivy');
+    const expected = models.model('Haswell-v4').features.filter((f) => !ivy.features.includes(f));
+    expect(v.missing).to.deep.equal(expected);
+    expect(v.message).to.contain('host host-ivy lacks').and.contain('VM web1 (CPU Haswell-v4)');
+    for (const f of expected) expect(v.message).to.contain(f);
+    expect(v.message).to.contain(`Haswell-v4,${expected.map((f) => `-${f}`).join(',')}`);
+    expect(v.message).to.contain('IvyBridge-v2');
+    // The suggested CPU is accepted.
+    const lowered = judge(models, `Haswell-v4,${expected.map((f) => `-${f}`).join(',')}`, ivy);
+    expect(lowered.compatible).to.equal(true);
+  });
+
+  it('refuses a cross-vendor move outright', () => {
+    const v = judge(models, 'Haswell-v4', rome, 'web1');
+    expect(v.compatible).to.equal(false);
+    expect(v.vendorMismatch).to.deep.equal({ cpu: 'GenuineIntel', host: 'AuthenticAMD' });
+    expect(v.message).to.contain('never moves between CPU vendors');
+  });
+
+  it("treats QEMU's generic models as vendor-neutral", () => {
+    // qemu64 turns svm on: an Intel host (no svm) cannot give it, whatever the vendor string.
+    expect(judge(models, 'qemu64', ivy).missing).to.deep.equal(['svm']);
+    expect(judge(models, 'qemu64', ivy).message).to.contain('IvyBridge-v2');
+    expect(judge(models, 'qemu64,-svm', ivy).compatible).to.equal(true);
+    expect(judge(models, 'qemu64', rome).compatible).to.equal(true);
+  });
+
+  it('accepts a CPU within the host', () => {
+    const v = judge(models, 'IvyBridge-v2,-avx', ivy);
+    expect(v).to.deep.include({ compatible: true, missing: [], cpu: 'IvyBridge-v2,-avx' });
+  });
+});
+
+describe('cpu-compat: the validate tap (hosts faked, logic real)', () => {
+  const catalog: CpuCatalog = recordedReport().catalog;
+  const hosts: Record<string, HostCpuFacts> = {
+    'host-a': modelledHost('host-a', 'Skylake-Server-v5'),
+    'host-b': modelledHost('host-b', 'Westmere-v2'),
+  };
+  const policy = (config: Record<string, unknown> = {}) =>
+    new CpuPolicy(CpuCompatConfigSchema.parse({ cluster: ['host-a', 'host-b'], ...config }), {
+      facts: async (h) => hosts[h]!,
+      catalog: async () => catalog,
+      clusterHosts: () => ['host-a', 'host-b'],
+    });
+  const hostInfo = (name: string, facts: unknown): HostInfo => ({ name, state: 'connected', url: '', migrationAddress: '', memoryTotalMiB: 0, memoryUsedMiB: 0, cpus: 1, plugins: { '@motus/cpu-compat': facts } });
+  const ctx = (cpuModel: string | undefined, destination: unknown): MigrationHookContext => {
+    const vm: VmInfo = { name: 'vm1', host: 'host-a', state: 'running', spec: { name: 'vm1', memoryMiB: 64, vcpus: 1, boot: { kind: 'disk' }, ...(cpuModel ? { cpuModel } : {}) } };
+    return { migrationId: 'm1', vm, source: hostInfo('host-a', hosts['host-a']), destination: hostInfo('host-b', destination), container: undefined as never, signal: new AbortController().signal };
+  };
+
+  it('vetoes a destination that lacks features of the VM CPU, naming them', async () => {
+    const veto = await policy().validate(ctx('SandyBridge-v2', hosts['host-b']));
+    expect(veto?.code).to.equal('MOTUS_E_CPU_INCOMPATIBLE');
+    expect(veto?.plugin).to.equal('@motus/cpu-compat');
+    expect(veto?.reason).to.contain('host host-b lacks').and.contain('avx').and.contain('xsave');
+    expect((veto?.data as { missing: string[] }).missing).to.include.members(['avx', 'xsave']);
+  });
+
+  it('lets a VM whose CPU the destination provides through; a VM without cpuModel is judged as the default CPU', async () => {
+    expect(await policy().validate(ctx('Westmere-v2', hosts['host-b']))).to.equal(undefined);
+    expect((await policy().validate(ctx(undefined, hosts['host-b'])))?.reason).to.contain('CPU qemu64').and.contain('svm');
+    expect(await policy({ defaultCpu: 'qemu64,-svm' }).validate(ctx(undefined, hosts['host-b']))).to.equal(undefined);
+  });
+
+  it('vetoes when the destination has no CPU facts yet or its probe failed', async () => {
+    const probing = await policy().validate(ctx('Westmere-v2', { state: 'probing' }));
+    expect(probing?.code).to.equal('MOTUS_E_CPU_PROBE');
+    expect(probing?.reason).to.contain('host-b');
+    const failed = await policy().validate(ctx('Westmere-v2', { error: 'QEMU did not answer', code: 'MOTUS_E_CPU_PROBE' }));
+    expect(failed?.reason).to.contain('QEMU did not answer');
+  });
+
+  it('vetoes an unknown model in a VM spec with the code of the cause', async () => {
+    const veto = await policy().validate(ctx('Westmere-v9', hosts['host-b']));
+    expect(veto?.code).to.equal('MOTUS_E_CPU_UNKNOWN_MODEL');
+  });
+
+  it('vetoes a destination that cannot provide the cluster baseline', async () => {
+    const refused = { ...hosts['host-b']!, baseline: { cpu: 'Haswell-v4', ok: false, missing: ['avx2', 'fma'] } };
+    const veto = await policy().validate(ctx('Westmere-v2', refused));
+    expect(veto?.code).to.equal('MOTUS_E_CPU_BASELINE');
+    expect(veto?.reason).to.contain('cannot provide the cluster CPU baseline Haswell-v4').and.contain('avx2, fma');
+  });
+
+  it('answers baselines, effective CPUs, dry runs and the matrix from the hosts', async () => {
+    const p = policy();
+    expect((await p.baseline()).cpu).to.equal('Westmere-v2');
+    expect(await p.effectiveCpu({ hide: ['aes'] })).to.equal('Westmere-v2,-aes');
+    expect((await p.check('Skylake-Server-v5', 'host-b')).compatible).to.equal(false);
+    const matrix = await p.matrix([{ name: 'a', cpuModel: 'Westmere-v2' }, { name: 'b', cpuModel: 'Skylake-Server-v5' }], ['host-a', 'host-b']);
+    expect(matrix.map((row) => row.verdicts.map((v) => v.compatible))).to.deep.equal([[true, true], [true, false]]);
+    const named = policy({ baseline: 'Skylake-Server-v5' });
+    expect((await named.baseline()).refused.map((r) => r.host)).to.deep.equal(['host-b']);
+  });
+});
