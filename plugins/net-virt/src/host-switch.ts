@@ -20,7 +20,11 @@ export interface HostSwitchFacts {
   ports: Array<PortInfo & { vm: string; nic: string; mac: string }>;
   uplink: (UplinkCounters & VxlanCounters & { peers: string[] }) | undefined;
   macTable: { entries: number; learned: number; moved: number; evicted: number; aged: number };
+  /** The first MAC_FACTS_LIMIT entries (all of a small site's); the agent's 'mac-table' method returns every one. */
+  macs: Array<{ vni: number; vlan: number; mac: string; location: string; ageMs: number }>;
 }
+
+const MAC_FACTS_LIMIT = 256;
 
 export interface CaptureResult {
   path: string;
@@ -150,6 +154,7 @@ export class HostSwitch implements NetworkProvider {
       ports: this.sw.portInfo().map((p) => ({ ...p, ...this.nics.get(p.id)! })),
       uplink: this.uplink ? { peers: [...this.uplink.peers()], ...this.sw.uplinkStats(), ...this.uplink.stats() } : undefined,
       macTable: { entries: sum('entries'), learned: sum('learned'), moved: sum('moved'), evicted: sum('evicted'), aged: sum('aged') },
+      macs: this.sw.macEntries().slice(0, MAC_FACTS_LIMIT),
     };
   }
 

@@ -239,7 +239,12 @@ export class VirtualSwitch {
 
   macEntries(): Array<{ vni: number; mac: string; vlan: number; location: string; ageMs: number }> {
     const now = (this.options.now ?? Date.now)();
-    return [...this.tables.entries()].flatMap(([vni, t]) => t.entries().map((e) => ({ vni, mac: e.mac, vlan: e.vlan, location: e.location, ageMs: now - e.lastSeen })));
+    return [...this.tables.entries()].flatMap(([vni, t]) =>
+      t
+        .entries()
+        .filter((e) => now - e.lastSeen < this.options.macAgingMs)
+        .map((e) => ({ vni, mac: e.mac, vlan: e.vlan, location: e.location, ageMs: now - e.lastSeen })),
+    );
   }
 
   private deliver(port: Port, frame: Buffer): void {

@@ -1,23 +1,16 @@
 import { join } from 'node:path';
-import { createSocket } from 'node:dgram';
 import { expect } from 'chai';
 import { HostSwitch, netVirtConfigSchema, readPcap, parseEthernet } from '@motus/net-virt';
 import { guestKit, requireCommand, tempDir, type GuestKit } from '../../support/index.js';
 import { NetGuest } from '../support/guest.js';
 import { countMatching, LoopbackCapture } from '../support/tshark.js';
+import { freeUdpPort } from '../support/udp.js';
 
 const SERVER_MAC = '52:54:00:00:01:0a';
 const CLIENT_MAC = '52:54:00:00:01:0b';
 const SERVER = ['motus.ip=169.254.0.10/16', 'motus.tcp=server:7000'];
 const CLIENT = ['motus.ip=169.254.0.11/16', 'motus.tcp=client:169.254.0.10:7000:20'];
 
-async function freeUdpPort(): Promise<number> {
-  const s = createSocket('udp4');
-  await new Promise<void>((resolve) => s.bind(0, '127.0.0.1', () => resolve()));
-  const port = s.address().port;
-  await new Promise<void>((resolve) => s.close(() => resolve()));
-  return port;
-}
 
 describe('net-virt switches with real QEMU guests', function () {
   this.timeout(240_000);

@@ -4,7 +4,9 @@ import { requireCommand, waitFor } from '../../support/index.js';
 export function tshark(args: string[], timeoutMs = 60_000): Promise<string> {
   const bin = requireCommand('tshark', 'tshark');
   return new Promise((resolve, reject) => {
-    execFile(bin, args, { timeout: timeoutMs, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
+    // TCP port 7000 (the guest kit's echo service) is Gryphon's port: tshark would read echoed
+    // sequence numbers as Gryphon messages and call them malformed.
+    execFile(bin, ['--disable-protocol', 'gryphon', ...args], { timeout: timeoutMs, maxBuffer: 64 << 20 }, (err, stdout, stderr) => {
       if (err) reject(new Error(`tshark ${args.join(' ')} failed: ${err.message}\n${stderr}`));
       else resolve(stdout);
     });
@@ -43,4 +45,12 @@ export class LoopbackCapture {
     await exited;
     clearTimeout(timer);
   }
+}
+
+/** The distinct expert messages (with counts) of frames matching `filter`, for failure messages. */
+export async function expertSummary(file: string, filter: string, decodeAs: string[] = []): Promise<string> {
+  const out = await tshark(['-r', file, ...decodeAs.flatMap((d) => ['-d', d]), '-Y', filter, '-T', 'fields', '-e', 'frame.protocols', '-e', '_ws.expert.message']);
+  const counts = new Map<string, number>();
+  for (const line of out.split('\n').filter((l) => l.trim() !== '')) counts.set(line, (counts.get(line) ?? 0) + 1);
+  return [...counts.entries()].map(([k, n]) => `${n}× ${k}`).slice(0, 10).join('\n');
 }

@@ -1,0 +1,135 @@
+import { join } from 'node:path';
+import { readFileSync } from 'node:fs';
+import { expect } from 'chai';
+import type { HostInfo, MigrationEvent, VmInfo, VmSpec } from '@motus/sdk';
+import type { HostSwitchFacts } from '@motus/net-virt';
+import { guestKit, requireCommand, tempDir, waitFor } from '../../support/index.js';
+import { qemuPidsOf, startSite, type TestSite } from '../../support/site.js';
+import { parseTcpSerial } from '../support/guest.js';
+import { countMatching, expertSummary, LoopbackCapture } from '../support/tshark.js';
+import { freeUdpPort } from '../support/udp.js';
+
+const SERVER_MAC = '52:54:00:00:02:0a';
+const CLIENT_MAC = '52:54:00:00:02:0c';
+const HOSTS = ['host-a', 'host-b', 'host-c'];
+/** Slack for TCP's retransmission timer (200 ms minimum on Linux, doubling) on top of QEMU's downtime, under TCG on a shared machine. */
+const GAP_SLACK_MS = 2_500;
+
+function spec(name: string, mac: string, workloads: string[]): VmSpec {
+  const kit = guestKit();
+  return {
+    name,
+    memoryMiB: 160,
+    vcpus: 1,
+    boot: { kind: 'kernel', kernel: kit.kernel, initrd: kit.initrd, cmdline: kit.cmdline({ extra: workloads }) },
+    nics: [{ id: 'n0', mac, network: 'prod' }],
+  };
+}
+
+async function vmInfo(site: TestSite, name: string): Promise<VmInfo> {
+  const vm = (await site.client.vms()).find((v) => v.name === name);
+  if (!vm) throw new Error(`VM ${name} is not in the inventory`);
+  return vm;
+}
+
+function switchFacts(host: HostInfo): HostSwitchFacts | undefined {
+  return host.plugins['@motus/net-virt'] as HostSwitchFacts | undefined;
+}
+
+describe('a TCP connection survives live migration (all-in-one site, QEMU, net-virt)', function () {
+  this.timeout(900_000);
+  let site: TestSite | undefined;
+  let capture: LoopbackCapture | undefined;
+  const dir = tempDir('nv-e2e');
+  const vteps: Record<string, number> = {};
+
+  before(async () => {
+    requireCommand('qemu-system-x86_64', 'qemu-system-x86');
+    requireCommand('setpriv', 'util-linux');
+    requireCommand('tshark', 'tshark');
+    guestKit();
+    for (const host of HOSTS) vteps[host] = await freeUdpPort();
+    capture = await LoopbackCapture.start(join(dir.path, 'uplinks.pcap'), HOSTS.map((h) => `udp port ${vteps[h]}`).join(' or '));
+    site = await startSite(`
+site: net-e2e
+migration:
+  maxBandwidthMiBps: 256
+hosts:
+${HOSTS.map((h) => `  - name: ${h}\n    memoryMiB: 1024`).join('\n')}
+plugins:
+  - package: '@motus/hv-qemu'
+  - package: '@motus/net-virt'
+    config:
+      networks:
+        prod: { vni: 5001 }
+      hosts:
+${HOSTS.map((h) => `        ${h}: { vtep: '127.0.0.1:${vteps[h]}' }`).join('\n')}
+      announceTimeoutMs: 15000
+`);
+  });
+
+  after(async () => {
+    await site?.stop();
+    await capture?.stop();
+    dir.remove();
+  });
+
+  it('moves the server guest A → B → A while a client guest on C keeps one connection and every echo', async () => {
+    const s = site!;
+    await s.client.startVm(spec('srv', SERVER_MAC, ['motus.ip=169.254.0.10/16', 'motus.tcp=server:7000']), 'host-a');
+    await s.client.startVm(spec('cli', CLIENT_MAC, ['motus.ip=169.254.0.12/16', 'motus.tcp=client:169.254.0.10:7000:20']), 'host-c');
+    const client = await vmInfo(s, 'cli');
+    const tcp = () => parseTcpSerial(readFileSync(client.serialLog!, 'latin1'));
+    await waitFor('the client guest on host-c to get 50 echoes from host-a', () => ((tcp().stats.at(-1)?.echoed ?? 0) >= 50 ? true : undefined), 180_000, 250);
+
+    const report: Array<{ to: string; downtimeMs: number; totalTimeMs: number; announcedMs: number; clientGapMs: number }> = [];
+    for (const destination of ['host-b', 'host-a']) {
+      const gapsBefore = tcp().gaps.length;
+      const echoedBefore = tcp().stats.at(-1)!.echoed;
+      const summary = await s.client.migrate({ vm: 'srv', destination });
+      const events: MigrationEvent[] = [];
+      for await (const event of s.client.migrationEvents(summary.id)) events.push(event);
+      const types = events.map((e) => e.type);
+      expect(types.at(-1), JSON.stringify(events.filter((e) => e.type !== 'progress'))).to.equal('completed');
+      expect(types.slice(-3)).to.deep.equal(['resumed', 'announced', 'completed']);
+      const announced = events.find((e) => e.type === 'announced') as Extract<MigrationEvent, { type: 'announced' }>;
+      const completed = events.at(-1) as Extract<MigrationEvent, { type: 'completed' }>;
+      expect(announced.host).to.equal(destination);
+      expect(announced.ms).to.be.a('number').and.be.at.least(0);
+
+      // Every switch reaches the server's MAC through the destination: its port there, the uplink elsewhere.
+      await waitFor(`every switch to reach ${SERVER_MAC} through ${destination}`, async () => {
+        const hosts = await s.client.hosts();
+        const where = Object.fromEntries(hosts.map((h) => [h.name, switchFacts(h)?.macs.find((m) => m.mac === SERVER_MAC)?.location]));
+        return HOSTS.every((h) => where[h] === (h === destination ? 'local:srv.n0' : `uplink:${destination}`)) ? where : undefined;
+      }, 10_000, 250);
+      const hosts = await s.client.hosts();
+      const onDestination = switchFacts(hosts.find((h) => h.name === destination)!)!.ports.find((p) => p.id === 'srv.n0')!;
+      expect(onDestination.mac).to.equal(SERVER_MAC);
+      expect(onDestination.counters.rxFrames).to.be.greaterThan(0);
+
+      await waitFor('echoes to continue after the move', () => ((tcp().stats.at(-1)?.echoed ?? 0) >= echoedBefore + 100 ? true : undefined), 60_000, 250);
+      const now = tcp();
+      expect(now.errors, 'no reset, no lost or duplicated byte').to.deep.equal([]);
+      expect(now.connected, 'one connection, never re-established').to.equal(1);
+      const gap = Math.max(0, ...now.gaps.slice(gapsBefore));
+      report.push({ to: destination, downtimeMs: completed.downtimeMs, totalTimeMs: completed.totalTimeMs, announcedMs: announced.ms, clientGapMs: gap });
+      expect(gap, `the client's longest wait for an echo (QEMU downtime ${completed.downtimeMs} ms)`).to.be.lessThan(completed.downtimeMs + GAP_SLACK_MS);
+      expect(await qemuPidsOf('srv')).to.have.length(1);
+    }
+    console.log('      net-virt e2e:', JSON.stringify(report));
+
+    await capture!.stop();
+    const pcap = join(dir.path, 'uplinks.pcap');
+    const decode = HOSTS.map((h) => `udp.port==${vteps[h]},vxlan`);
+    const rarpFromB = await countMatching(pcap, `vxlan && eth.type == 0x8035 && eth.src == ${SERVER_MAC} && udp.srcport == ${vteps['host-b']}`, decode);
+    expect(rarpFromB, "B's uplink carries the server's self-announce RARPs").to.be.greaterThan(0);
+    const bad = '_ws.malformed || _ws.expert.severity == error';
+    expect(await countMatching(pcap, bad, decode), await expertSummary(pcap, bad, decode)).to.equal(0);
+    expect(await countMatching(pcap, 'vxlan && tcp.port == 7000', decode)).to.be.greaterThan(100);
+
+    await s.client.stopVm('srv');
+    await s.client.stopVm('cli');
+    await waitFor('the guests to end', async () => ((await qemuPidsOf('srv')).length + (await qemuPidsOf('cli')).length === 0 ? true : undefined), 20_000);
+  });
+});
