@@ -30,6 +30,7 @@ export async function createEmbeddedPlatform(options: EmbeddedPlatformOptions): 
     container: root.createChildContainer(),
     migration: site.migration,
     plugins,
+    limits: site,
     ...(options.heartbeatMs === undefined ? {} : { heartbeatMs: options.heartbeatMs }),
   });
   const agents = new Map<string, HostAgent>();

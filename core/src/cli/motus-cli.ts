@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { MotusClient, MotusError, type MigrationSummary, type MotusErrorCode, type VmSpec } from '@motus/sdk';
+import { adminCommand, auditCommand, parseAt, schedulesCommand, tasksCommand } from './task-commands.js';
 import { readClientFile } from '../daemon/state-files.js';
 import { describeEvent, mib, progressLine, table } from './format.js';
 
@@ -12,7 +13,7 @@ export interface CliIo {
 }
 
 /** Exit codes scripts can rely on (docs/cli.md). */
-export const EXIT = { ok: 0, failed: 1, usage: 2, notFound: 3, refused: 4, unreachable: 5 } as const;
+export const EXIT = { ok: 0, failed: 1, usage: 2, notFound: 3, refused: 4, unreachable: 5, forbidden: 6 } as const;
 
 const USAGE = `motus — drive a Motus site
 
@@ -22,13 +23,25 @@ const USAGE = `motus — drive a Motus site
                  (--kernel FILE [--initrd FILE] [--append ARGS] | --spec FILE.json)
   motus vm stop NAME
   motus migrate VM --to HOST [--priority high|normal] [--no-wait]
+                 [--at TIME | --cron EXPR]      TIME: ISO 8601 UTC (…Z) or +90s, +5m, +2h
+  motus migrate cancel TASK                     cancel a queued or running migration task
   motus migrations                              every migration, newest first
   motus migration ID                            one migration's summary and events
-  motus cancel ID                               cancel a running migration
+  motus tasks                                   migration tasks: queued, running, ended
+  motus schedules [list]                        scheduled migrations
+  motus schedules add VM… | --pattern GLOB --to HOST (--at TIME | --cron EXPR) [--priority P]
+  motus schedules edit ID [--to H] [--at T | --cron E] [--priority P] [--pattern G] [--enable | --disable]
+  motus schedules remove ID
+  motus audit [--vm V] [--user U] [--host H] [--since T] [--until T] [--limit N] [--format jsonl|csv]
+  motus audit verify                            check the audit trail's hash chain
+  motus user add NAME --role viewer|operator|admin | motus user list | motus user remove NAME
+  motus token create USER [--label L] | motus token list [--user U] | motus token revoke ID
+  motus whoami                                  the token's user and role
+  motus cancel ID                               same as motus migrate cancel
   motus events                                  follow the site's events
 
 Options: --json (one JSON object per line for streams), --state DIR | MOTUS_STATE,
-         --url URL --token T | MOTUS_URL MOTUS_TOKEN, --user NAME (recorded as requester)`;
+         --url URL --token T | MOTUS_URL MOTUS_TOKEN. Every request acts as the token's user.`;
 
 const EXIT_OF: Partial<Record<MotusErrorCode, number>> = {
   MOTUS_E_INVALID_REQUEST: EXIT.usage,
@@ -44,7 +57,15 @@ const EXIT_OF: Partial<Record<MotusErrorCode, number>> = {
   MOTUS_E_MIGRATION_VETOED: EXIT.refused,
   MOTUS_E_AGENT_UNREACHABLE: EXIT.unreachable,
   MOTUS_E_UNAUTHORIZED: EXIT.unreachable,
+  MOTUS_E_FORBIDDEN: EXIT.forbidden,
+  MOTUS_E_USER_EXISTS: EXIT.refused,
+  MOTUS_E_RESERVATION_FAILED: EXIT.refused,
+  MOTUS_E_AUDIT_TAMPERED: EXIT.failed,
 };
+
+export function exitCodeOf(code: MotusErrorCode): number {
+  return EXIT_OF[code] ?? EXIT.failed;
+}
 
 export async function runCli(argv: string[], io: CliIo): Promise<number> {
   let json = argv.includes('--json');
@@ -69,6 +90,18 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         initrd: { type: 'string' },
         append: { type: 'string' },
         spec: { type: 'string' },
+        at: { type: 'string' },
+        cron: { type: 'string' },
+        pattern: { type: 'string' },
+        role: { type: 'string' },
+        label: { type: 'string' },
+        vm: { type: 'string' },
+        since: { type: 'string' },
+        until: { type: 'string' },
+        limit: { type: 'string' },
+        format: { type: 'string' },
+        enable: { type: 'boolean' },
+        disable: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
       },
     });
@@ -80,6 +113,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
     const out = (value: unknown, human: () => string) => io.stdout.write((json ? JSON.stringify(value) : human()) + '\n');
     const client = clientFrom(values, io.env);
     const [verb, sub, arg] = positionals;
+    const context = { client, values, out, io, json, positionals };
     switch (verb) {
       case 'hosts': {
         const hosts = await client.hosts();
@@ -101,16 +135,48 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       case 'vm':
         return await vmCommand(client, sub, arg, values, out);
       case 'migrate': {
-        if (!sub || !values.to) throw usage('motus migrate VM --to HOST');
-        const priority = values.priority ?? 'normal';
-        if (priority !== 'high' && priority !== 'normal') throw usage('--priority is high or normal');
-        const summary = await client.migrate({ vm: sub, destination: values.to, priority, requestedBy: values.user ?? io.env.USER ?? 'cli' });
-        if (values['no-wait']) {
-          out(summary, () => `migration ${summary.id} started: ${summary.vm} ${summary.source} -> ${summary.destination}`);
+        if (sub === 'cancel') {
+          if (!arg) throw usage('motus migrate cancel TASK');
+          const task = await client.cancelTask(arg);
+          out(task, () => (task.state === 'cancelled' ? `task ${task.id} cancelled (it never started)` : `cancelling task ${task.id}: it rolls back to the source`));
           return EXIT.ok;
         }
+        if (!sub || !values.to) throw usage('motus migrate VM --to HOST');
+        if (values.user !== undefined) throw usage('--user filters audit and token lists; a migration is recorded as the token\'s user');
+        const priority = values.priority ?? 'normal';
+        if (priority !== 'high' && priority !== 'normal') throw usage('--priority is high or normal');
+        if (values.at !== undefined || values.cron !== undefined) {
+          if (values.at !== undefined && values.cron !== undefined) throw usage('give --at or --cron, not both');
+          const schedule = await client.createSchedule({
+            target: { vms: [sub] },
+            destination: values.to,
+            priority,
+            ...(values.at !== undefined ? { at: parseAt(values.at) } : { cron: values.cron! }),
+          });
+          out(schedule, () => `schedule ${schedule.id}: ${sub} -> ${schedule.destination} ${schedule.cron ? `on '${schedule.cron}'` : 'once'}, next at ${schedule.nextRunAt ?? '-'}`);
+          return EXIT.ok;
+        }
+        const summary = await client.migrate({ vm: sub, destination: values.to, priority });
+        if (values['no-wait']) {
+          out(summary, () => `task ${summary.id} ${summary.state === 'queued' ? 'queued' : 'started'}: ${summary.vm} ${summary.source} -> ${summary.destination}`);
+          return EXIT.ok;
+        }
+        if (summary.state === 'queued' && !json) io.stdout.write(`task ${summary.id} queued: waiting for room under the concurrency limits\n`);
         return await follow(client, summary.id, json, io);
       }
+      case 'tasks':
+        return await tasksCommand(context);
+      case 'schedules':
+      case 'schedule':
+        return await schedulesCommand(context);
+      case 'audit':
+        return await auditCommand(context);
+      case 'user':
+      case 'users':
+      case 'token':
+      case 'tokens':
+      case 'whoami':
+        return await adminCommand(context);
       case 'migrations': {
         const list = await client.migrations();
         out(list, () => table(['ID', 'VM', 'FROM', 'TO', 'STATE', 'DOWNTIME', 'TOTAL', 'BY', 'REQUESTED'], list.map(migrationRow)));
@@ -129,8 +195,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       }
       case 'cancel': {
         if (!sub) throw usage('motus cancel ID');
-        await client.cancelMigration(sub);
-        out({ cancelled: sub }, () => `cancelling ${sub}`);
+        const task = await client.cancelTask(sub);
+        out(task, () => `cancelling ${sub}`);
         return EXIT.ok;
       }
       case 'events': {
@@ -150,7 +216,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
   }
 }
 
-type Values = Record<string, string | boolean | undefined>;
+export type Values = Record<string, string | boolean | undefined>;
 
 async function vmCommand(client: MotusClient, sub: string | undefined, name: string | undefined, values: Values, out: (v: unknown, human: () => string) => void): Promise<number> {
   switch (sub) {
@@ -218,6 +284,7 @@ async function follow(client: MotusClient, id: string, json: boolean, io: CliIo)
   const tty = !json && io.stdout.isTTY === true;
   let barShown = false;
   let outcome: 'completed' | 'failed' = 'failed';
+  let refusal: MotusErrorCode | undefined;
   for await (const event of client.migrationEvents(id)) {
     if (json) {
       io.stdout.write(JSON.stringify(event) + '\n');
@@ -237,9 +304,11 @@ async function follow(client: MotusClient, id: string, json: boolean, io: CliIo)
       io.stdout.write(`${event.at.slice(11, 23)} ${describeEvent(event)}\n`);
     }
     if (event.type === 'completed') outcome = 'completed';
+    if (event.type === 'rejected') refusal = event.error.code;
   }
   if (barShown) io.stdout.write('\n');
-  return outcome === 'completed' ? EXIT.ok : EXIT.failed;
+  if (outcome === 'completed') return EXIT.ok;
+  return refusal && refusal !== 'MOTUS_E_MIGRATION_CANCELLED' ? exitCodeOf(refusal) : EXIT.failed;
 }
 
 function migrationRow(m: MigrationSummary): string[] {
@@ -271,7 +340,7 @@ function clientFrom(values: Values, env: NodeJS.ProcessEnv): MotusClient {
   return new MotusClient(file);
 }
 
-function usage(message: string): MotusError {
+export function usage(message: string): MotusError {
   return new MotusError('MOTUS_E_INVALID_REQUEST', message);
 }
 

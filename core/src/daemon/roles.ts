@@ -2,6 +2,7 @@ import { createWriteStream, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
 import { MotusError, type Logger } from '@motus/sdk';
 import { createAgentApi } from '../agent/agent-api.js';
+import { HttpHostLink } from '../agent/http-host-link.js';
 import { HostAgent } from '../agent/host-agent.js';
 import { createRootContainer } from '../kernel/container.js';
 import { JsonLogger, logLevelFromEnv } from '../kernel/logger.js';
@@ -32,6 +33,8 @@ export async function runServer(site: SiteConfig, stateDir: string, logger: Logg
     container: createRootContainer(),
     migration: site.migration,
     plugins: site.plugins,
+    limits: site,
+    reconnect: (name, url) => new HttpHostLink({ name, url, token: agentToken }),
   });
   const api = createServerApi(server, { apiToken, agentToken, logger });
   let url: string;

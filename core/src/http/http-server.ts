@@ -1,7 +1,24 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
-import { MotusError, type Logger, type MotusErrorCode } from '@motus/sdk';
+import { MotusError, type Logger, type MotusErrorCode, type Role } from '@motus/sdk';
+import { requireRole, type Principal } from '../server/identity/roles.js';
+
+/** Finds who a bearer token belongs to; undefined when it belongs to nobody. */
+export type Authenticator = (token: string) => Principal | undefined;
+
+/** A refused request (401, 403, 400), for the audit trail. */
+export interface DeniedRequest {
+  method: string;
+  path: string;
+  code: MotusErrorCode;
+  message: string;
+  user?: string;
+}
+
+export interface JsonHttpServerOptions {
+  onDenied?(request: DeniedRequest): void;
+}
 
 export interface RequestContext {
   method: string;
@@ -12,6 +29,17 @@ export interface RequestContext {
   res: ServerResponse;
   /** Aborted when the client goes away. */
   signal: AbortSignal;
+  /** The token's user, on servers that authenticate users. */
+  principal?: Principal;
+}
+
+/** A handler's answer with a status other than the default (202 Accepted), or a body that is not JSON. */
+export class Reply {
+  constructor(
+    readonly status: number,
+    readonly body: unknown,
+    readonly contentType?: string,
+  ) {}
 }
 
 /** A handler returns a JSON value, or takes over the response itself (streams) and returns STREAMED. */
@@ -23,6 +51,8 @@ export interface RouteOptions {
   public?: boolean;
   /** A token other than the server's default (the agent protocol's routes). */
   token?: string;
+  /** The least role a user needs, on servers that authenticate users (default viewer). */
+  role?: Role;
 }
 
 interface Route {
@@ -39,6 +69,7 @@ const BODY_TIMEOUT_MS = 10_000;
 const STATUS: Partial<Record<MotusErrorCode, number>> = {
   MOTUS_E_INVALID_REQUEST: 400,
   MOTUS_E_UNAUTHORIZED: 401,
+  MOTUS_E_FORBIDDEN: 403,
   MOTUS_E_NOT_FOUND: 404,
   MOTUS_E_VM_NOT_FOUND: 404,
   MOTUS_E_HOST_NOT_FOUND: 404,
@@ -48,6 +79,9 @@ const STATUS: Partial<Record<MotusErrorCode, number>> = {
   MOTUS_E_SAME_HOST: 409,
   MOTUS_E_INSUFFICIENT_MEMORY: 409,
   MOTUS_E_MIGRATION_VETOED: 409,
+  MOTUS_E_USER_EXISTS: 409,
+  MOTUS_E_RESERVATION_FAILED: 409,
+  MOTUS_E_AUDIT_TAMPERED: 409,
   MOTUS_E_HOST_DOWN: 503,
   MOTUS_E_AGENT_UNREACHABLE: 502,
 };
@@ -61,9 +95,11 @@ export class JsonHttpServer {
   private readonly routes: Route[] = [];
   private server: Server | undefined;
 
+  /** `auth` is one shared token (the agent protocol), or an authenticator of users' tokens. */
   constructor(
-    private readonly token: string,
+    private readonly auth: string | Authenticator,
     private readonly logger: Logger,
+    private readonly hooks: JsonHttpServerOptions = {},
   ) {}
 
   route(method: string, path: string, handler: Handler, options: RouteOptions = {}): this {
@@ -110,6 +146,7 @@ export class JsonHttpServer {
     const method = req.method ?? 'GET';
     const abort = new AbortController();
     res.on('close', () => abort.abort());
+    let principal: Principal | undefined;
     try {
       let matched: { route: Route; params: Record<string, string> } | undefined;
       let pathKnown = false;
@@ -126,19 +163,51 @@ export class JsonHttpServer {
         break;
       }
       const routeOptions = matched?.route.options ?? {};
-      if (!routeOptions.public && !this.authorized(req, routeOptions.token ?? this.token)) {
-        throw new MotusError('MOTUS_E_UNAUTHORIZED', 'missing or wrong bearer token');
+      if (!routeOptions.public) {
+        if (routeOptions.token !== undefined || typeof this.auth === 'string') {
+          if (!this.authorized(req, routeOptions.token ?? (this.auth as string))) throw new MotusError('MOTUS_E_UNAUTHORIZED', 'missing or wrong bearer token');
+        } else {
+          principal = this.auth(presentedToken(req));
+          if (!principal) throw new MotusError('MOTUS_E_UNAUTHORIZED', 'missing, unknown or revoked bearer token');
+          if (matched) requireRole(principal, routeOptions.role ?? 'viewer', `${method} ${url.pathname}`);
+        }
       }
       if (!matched) {
         throw new MotusError('MOTUS_E_NOT_FOUND', pathKnown ? `${method} is not allowed on ${url.pathname}` : `no such API path: ${url.pathname}`);
       }
       const body = method === 'GET' || method === 'HEAD' ? undefined : await readJsonBody(req);
-      const result = await matched.route.handler({ method, params: matched.params, query: url.searchParams, body, req, res, signal: abort.signal });
+      const result = await matched.route.handler({
+        method,
+        params: matched.params,
+        query: url.searchParams,
+        body,
+        req,
+        res,
+        signal: abort.signal,
+        ...(principal ? { principal } : {}),
+      });
       if (result === STREAMED) return;
+      if (result instanceof Reply) {
+        if (typeof result.body === 'string') {
+          res.writeHead(result.status, { 'content-type': result.contentType ?? 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(result.body) });
+          res.end(result.body);
+        } else {
+          sendJson(res, result.status, result.body ?? {});
+        }
+        return;
+      }
       sendJson(res, method === 'POST' ? 201 : 200, result ?? {});
     } catch (err) {
       const error = MotusError.from(err);
       if (error.code === 'MOTUS_E_INTERNAL') this.logger.error('request failed', { method, path: url.pathname, error: error.message });
+      const refused = error.code === 'MOTUS_E_UNAUTHORIZED' || error.code === 'MOTUS_E_FORBIDDEN' || (error.code === 'MOTUS_E_INVALID_REQUEST' && method !== 'GET');
+      if (refused && this.hooks.onDenied && typeof this.auth !== 'string') {
+        try {
+          this.hooks.onDenied({ method, path: url.pathname, code: error.code, message: error.message, ...(principal ? { user: principal.user } : {}) });
+        } catch (auditErr) {
+          this.logger.error('could not record a refused request', { error: (auditErr as Error).message });
+        }
+      }
       if (res.headersSent) {
         res.end();
         return;
@@ -148,11 +217,15 @@ export class JsonHttpServer {
   }
 
   private authorized(req: IncomingMessage, token: string): boolean {
-    const header = req.headers.authorization ?? '';
-    const presented = Buffer.from(header.startsWith('Bearer ') ? header.slice(7) : '');
+    const presented = Buffer.from(presentedToken(req));
     const expected = Buffer.from(token);
     return presented.length === expected.length && timingSafeEqual(presented, expected);
   }
+}
+
+function presentedToken(req: IncomingMessage): string {
+  const header = req.headers.authorization ?? '';
+  return header.startsWith('Bearer ') ? header.slice(7).trim() : '';
 }
 
 export function sendJson(res: ServerResponse, status: number, value: unknown): void {

@@ -56,6 +56,11 @@ export class Inventory {
     };
   }
 
+  /** The same SQLite file holds the tasks, schedules, identities and audit trail, each with its own tables. */
+  get database(): Database.Database {
+    return this.db;
+  }
+
   putHost(host: HostInfo): void {
     this.stmts.putHost.run(host.name, JSON.stringify(host));
   }

@@ -31,7 +31,13 @@ export interface OrchestratorDeps {
   vmMoved(vm: VmInfo, from: string, migrationId: string): Promise<void>;
 }
 
-type EventBody = MigrationEvent extends infer E ? (E extends MigrationEvent ? Omit<E, 'migrationId' | 'seq' | 'at'> : never) : never;
+export interface StartOptions {
+  id?: string;
+  /** MiB already reserved on the destination for this migration. */
+  reservedMiB?: number;
+}
+
+export type EventBody = MigrationEvent extends infer E ? (E extends MigrationEvent ? Omit<E, 'migrationId' | 'seq' | 'at'> : never) : never;
 
 interface Running {
   summary: MigrationSummary;
@@ -68,12 +74,17 @@ export class MigrationOrchestrator {
 
   constructor(private readonly deps: OrchestratorDeps) {}
 
-  /** Validates now (throwing a coded error, nothing started) and runs the rest in the background. */
-  async start(request: MigrationRequest): Promise<{ id: string; done: Promise<MigrationSummary> }> {
+  /**
+   * Validates now (throwing a coded error, nothing started) and runs the rest in the
+   * background. A task gives its own id, and the memory it already reserved on the
+   * destination (reserve()), which the migration then holds until its destination
+   * process exists; on a refusal the caller still holds it.
+   */
+  async start(request: MigrationRequest, options: StartOptions = {}): Promise<{ id: string; done: Promise<MigrationSummary> }> {
     const t0 = performance.now();
     const vm = this.deps.inventory.vm(request.vm);
     const summary: MigrationSummary = {
-      id: newMigrationId(),
+      id: options.id ?? newMigrationId(),
       vm: request.vm,
       source: vm?.host ?? '',
       destination: request.destination,
@@ -97,7 +108,7 @@ export class MigrationOrchestrator {
     let plan: Plan;
     try {
       summary.phase = 'validate';
-      plan = await this.validate(request, vm, run);
+      plan = await this.validate(request, vm, run, options.reservedMiB ?? 0);
     } catch (err) {
       const error = MotusError.from(err);
       summary.state = 'rejected';
@@ -112,7 +123,7 @@ export class MigrationOrchestrator {
     this.emit(run, { type: 'validated' });
     this.busyVms.add(plan.vm.name);
     this.running.set(summary.id, run);
-    run.done = this.execute(run, plan, t0).finally(() => {
+    run.done = this.execute(run, plan, t0, options.reservedMiB !== undefined).finally(() => {
       this.busyVms.delete(plan.vm.name);
       this.running.delete(summary.id);
       void plan.container.dispose();
@@ -138,13 +149,22 @@ export class MigrationOrchestrator {
     return this.reservedMiB.get(host) ?? 0;
   }
 
+  /** Promises memory on a host ahead of a migration (high priority); undone with unreserve() if it never starts. */
+  reserve(host: string, mib: number): void {
+    this.reservedMiB.set(host, this.reservedOn(host) + mib);
+  }
+
+  unreserve(host: string, mib: number): void {
+    this.reservedMiB.set(host, Math.max(0, this.reservedOn(host) - mib));
+  }
+
   /** Waits for every running migration to end (platform stop). */
   async drain(): Promise<void> {
     for (const run of this.running.values()) run.controller.abort(new MotusError('MOTUS_E_MIGRATION_CANCELLED', 'the platform is stopping'));
     await Promise.allSettled([...this.running.values()].map((run) => run.done));
   }
 
-  private async validate(request: MigrationRequest, vm: VmInfo | undefined, run: Running): Promise<Plan> {
+  private async validate(request: MigrationRequest, vm: VmInfo | undefined, run: Running, ownReservationMiB: number): Promise<Plan> {
     if (!vm) throw new MotusError('MOTUS_E_VM_NOT_FOUND', `no VM named ${request.vm}`, { vm: request.vm });
     if (this.busyVms.has(vm.name) || vm.state === 'migrating') {
       throw new MotusError('MOTUS_E_VM_BUSY', `VM ${vm.name} is already being migrated`, { vm: vm.name });
@@ -173,7 +193,7 @@ export class MigrationOrchestrator {
       }
     };
     const [facts, sourceFacts] = await Promise.all([factsOf(destination), factsOf(source)]);
-    const freeMiB = facts.memoryTotalMiB - facts.memoryUsedMiB - this.reservedOn(destination.info.name);
+    const freeMiB = facts.memoryTotalMiB - facts.memoryUsedMiB - this.reservedOn(destination.info.name) + ownReservationMiB;
     if (freeMiB < vm.spec.memoryMiB) {
       throw new MotusError(
         'MOTUS_E_INSUFFICIENT_MEMORY',
@@ -199,7 +219,7 @@ export class MigrationOrchestrator {
     return { leases, leaseOn: 'source', vm, source, destination, ctx, container };
   }
 
-  private async execute(run: Running, plan: Plan, t0: number): Promise<MigrationSummary> {
+  private async execute(run: Running, plan: Plan, t0: number, preReserved: boolean): Promise<MigrationSummary> {
     const { summary } = run;
     const { vm, source, destination, ctx } = plan;
     const { config, hooks, logger } = this.deps;
@@ -210,12 +230,12 @@ export class MigrationOrchestrator {
     }, timeoutMs);
     let resumedOnDestination = false;
     this.setVmState(vm, 'migrating');
-    this.reservedMiB.set(destination.info.name, this.reservedOn(destination.info.name) + vm.spec.memoryMiB);
+    if (!preReserved) this.reserve(destination.info.name, vm.spec.memoryMiB);
     let reserved = true;
     const unreserve = () => {
       if (!reserved) return;
       reserved = false;
-      this.reservedMiB.set(destination.info.name, this.reservedOn(destination.info.name) - vm.spec.memoryMiB);
+      this.unreserve(destination.info.name, vm.spec.memoryMiB);
     };
     try {
       summary.phase = 'prepare';

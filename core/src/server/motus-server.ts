@@ -22,9 +22,16 @@ import type { AgentFacts, HostLink } from '../agent/host-link.js';
 import { createMigrationHooks } from '../kernel/migration-hooks.js';
 import { PluginHost, type PluginSource } from '../kernel/plugin-host.js';
 import { parseMigrationRequest, parseVmSpec } from '../kernel/request-schemas.js';
-import type { MigrationConfig } from '../site/site-schema.js';
+import { TasksConfigSchema, type MigrationConfig } from '../site/site-schema.js';
+import { AuditTrail } from './audit/audit-trail.js';
+import { IdentityStore } from './identity/identity-store.js';
 import { Inventory } from './inventory.js';
 import { MigrationOrchestrator, withTimeout } from './migration-orchestrator.js';
+import { ScheduleService } from './schedules/schedule-service.js';
+import { ScheduleStore } from './schedules/schedule-store.js';
+import { MigrationResources, type LimitsSite } from './tasks/migration-resources.js';
+import { TaskService } from './tasks/task-service.js';
+import { TaskStore } from './tasks/task-store.js';
 
 export interface MotusServerOptions {
   stateDir: string;
@@ -35,6 +42,13 @@ export interface MotusServerOptions {
   plugins: PluginSource[];
   /** How often each agent is asked for its facts; 3 misses mark the host down. */
   heartbeatMs?: number;
+  /** Concurrency limits and task settings (hosts, networks, datastores, tasks of the site file); defaults when absent. */
+  limits?: LimitsSite;
+  /**
+   * A link to a host known from an earlier run, so a restarted server reaches its
+   * agents (and settles the migrations they ran) without waiting for them to register.
+   */
+  reconnect?: (name: string, url: string) => HostLink;
 }
 
 interface HostEntry {
@@ -58,6 +72,11 @@ export class MotusServer implements Platform {
   readonly hosts$ = this.hostSubject.asObservable();
   readonly vms$ = this.vmSubject.asObservable();
   private readonly orchestrator: MigrationOrchestrator;
+  readonly identities: IdentityStore;
+  readonly audit: AuditTrail;
+  readonly tasks: TaskService;
+  readonly schedules: ScheduleService;
+  private readonly limitsSite: LimitsSite;
   private readonly heartbeat: NodeJS.Timeout;
   private stopped = false;
   private beating = false;
@@ -75,12 +94,37 @@ export class MotusServer implements Platform {
       logger: options.logger,
       config: options.migration,
       host: (name) => this.hostEntries.get(name),
-      publish: (event) => this.migrationSubject.next(event),
-      vmMoved: async (vm, from, migrationId) => {
-        // Both hosts' memory changed: report it now rather than at the next heartbeat.
-        await Promise.all([from, vm.host].map((name) => this.hostEntries.get(name)).map((entry) => entry && this.refreshHost(entry)));
-        this.vmSubject.next({ type: 'vm-moved', at: now(), vm, from, to: vm.host, migrationId });
+      publish: (event) => this.publishMigrationEvent(event),
+      vmMoved: (vm, from, migrationId) => this.vmMoved(vm, from, migrationId),
+    });
+    const db = inventory.database;
+    this.limitsSite = options.limits ?? { hosts: [], networks: [], datastores: [], tasks: TasksConfigSchema.parse({}) };
+    this.identities = new IdentityStore(db);
+    this.audit = new AuditTrail(db);
+    this.tasks = new TaskService({
+      store: new TaskStore(db),
+      audit: this.audit,
+      inventory,
+      orchestrator: this.orchestrator,
+      resources: new MigrationResources(this.limitsSite, (host) => this.hostEntries.get(host)?.info.state === 'connected'),
+      config: this.limitsSite.tasks,
+      logger: options.logger,
+      host: (name) => this.hostEntries.get(name),
+      knownHost: (name) => this.knownHost(name),
+      publish: (event) => this.publishMigrationEvent(event),
+      vmChanged: async (vm, from, migrationId) => {
+        if (from && from !== vm.host) await this.vmMoved(vm, from, migrationId);
       },
+    });
+    this.schedules = new ScheduleService({
+      store: new ScheduleStore(db),
+      audit: this.audit,
+      identities: this.identities,
+      logger: options.logger,
+      vms: () => inventory.vms(),
+      knownHost: (name) => this.knownHost(name),
+      submit: (request) => this.tasks.submit(request),
+      missedRunGraceSeconds: this.limitsSite.tasks.missedRunGraceSeconds,
     });
     this.heartbeat = setInterval(() => void this.beat(), options.heartbeatMs ?? 1_000);
     this.heartbeat.unref();
@@ -111,6 +155,8 @@ export class MotusServer implements Platform {
     }
     server = new MotusServer(options, inventory, plugins, hooks);
     server.reconcileAfterRestart();
+    server.schedules.start();
+    server.reconnectKnownHosts();
     return server;
   }
 
@@ -124,6 +170,7 @@ export class MotusServer implements Platform {
     this.reconcileHost(link.name, facts);
     this.hostSubject.next({ type: known ? 'host-connected' : 'host-registered', at: now(), host: info });
     this.options.logger.info('host registered', { host: link.name });
+    this.tasks.hostAvailable(link.name);
     return info;
   }
 
@@ -173,14 +220,23 @@ export class MotusServer implements Platform {
     this.vmSubject.next({ type: 'vm-stopped', at: now(), vm: stopped, reason: 'stopped on request' });
   }
 
+  /** Queues the migration as a task; when it can start at once, its validation's refusal is thrown here. */
   async migrate(requestInput: MigrationRequest): Promise<MigrationHandle> {
     const request = parseMigrationRequest(requestInput);
-    const { id, done } = await this.orchestrator.start(request);
-    return { id, events$: this.migrationEvents$(id), done, cancel: (by = 'unknown') => this.orchestrator.cancel(id, by) };
+    const { task, done } = await this.tasks.submit({ ...request, requestedBy: request.requestedBy ?? 'unknown' });
+    const id = task.id;
+    return {
+      id,
+      events$: this.migrationEvents$(id),
+      done,
+      cancel: async (by = 'unknown') => {
+        await this.tasks.cancel(id, by);
+      },
+    };
   }
 
   async cancelMigration(id: string, by: string): Promise<void> {
-    await this.orchestrator.cancel(id, by);
+    await this.tasks.cancel(id, by);
   }
 
   async migrations(): Promise<MigrationSummary[]> {
@@ -224,6 +280,8 @@ export class MotusServer implements Platform {
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.heartbeat);
+    this.schedules.stop();
+    this.tasks.stop();
     await this.orchestrator.drain();
     await this.plugins.dispose();
     this.migrationSubject.complete();
@@ -257,7 +315,10 @@ export class MotusServer implements Platform {
       entry.info = this.infoFromFacts(entry.link, facts, wasDown ? 'connected' : entry.info.state);
       this.inventory.putHost(entry.info);
       this.reconcileHost(entry.info.name, facts);
-      if (wasDown) this.hostSubject.next({ type: 'host-connected', at: now(), host: entry.info });
+      if (wasDown) {
+        this.hostSubject.next({ type: 'host-connected', at: now(), host: entry.info });
+        this.tasks.hostAvailable(entry.info.name);
+      }
     } catch (err) {
       entry.misses += 1;
       if (entry.misses === MISSES_BEFORE_DOWN && entry.info.state !== 'disconnected') {
@@ -281,10 +342,16 @@ export class MotusServer implements Platform {
     }
   }
 
-  /** A migration that was running when the server stopped cannot be followed any more. */
+  /**
+   * Migrations that were running when the server stopped are settled by their task
+   * once their hosts are back (TaskService.hostAvailable); one with no task left
+   * cannot be followed any more.
+   */
   private reconcileAfterRestart(): void {
+    const pending = new Set(this.tasks.tasks().filter((t) => t.state === 'queued' || t.state === 'running').map((t) => t.id));
+    const moving = new Set(this.tasks.tasks().filter((t) => t.state === 'running').map((t) => t.vm));
     for (const summary of this.inventory.migrations()) {
-      if (summary.state !== 'running' && summary.state !== 'queued') continue;
+      if ((summary.state !== 'running' && summary.state !== 'queued') || pending.has(summary.id)) continue;
       this.inventory.putMigration({
         ...summary,
         state: 'failed',
@@ -293,8 +360,41 @@ export class MotusServer implements Platform {
       });
     }
     for (const vm of this.inventory.vms()) {
-      if (vm.state === 'migrating') this.inventory.putVm({ ...vm, state: 'unknown' });
+      if (vm.state === 'migrating' && !moving.has(vm.name)) this.inventory.putVm({ ...vm, state: 'unknown' });
     }
+  }
+
+  /** Reaches the agents of hosts known from an earlier run; retried until each answers or registers itself. */
+  private reconnectKnownHosts(): void {
+    const { reconnect } = this.options;
+    if (!reconnect) return;
+    for (const host of this.inventory.hosts()) {
+      if (!host.url.startsWith('http')) continue;
+      const attempt = async (tries: number): Promise<void> => {
+        if (this.stopped || this.hostEntries.has(host.name)) return;
+        try {
+          await this.addHost(reconnect(host.name, host.url));
+        } catch {
+          if (tries > 1) setTimeout(() => void attempt(tries - 1), 1_000).unref();
+        }
+      };
+      void attempt(60);
+    }
+  }
+
+  private knownHost(name: string): boolean {
+    return this.hostEntries.has(name) || this.limitsSite.hosts.some((h) => h.name === name) || this.inventory.hosts().some((h) => h.name === name);
+  }
+
+  private publishMigrationEvent(event: MigrationEvent): void {
+    this.tasks.auditEvent(event);
+    this.migrationSubject.next(event);
+  }
+
+  private async vmMoved(vm: VmInfo, from: string, migrationId: string): Promise<void> {
+    // Both hosts' memory changed: report it now rather than at the next heartbeat.
+    await Promise.all([from, vm.host].map((name) => this.hostEntries.get(name)).map((entry) => entry && this.refreshHost(entry)));
+    this.vmSubject.next({ type: 'vm-moved', at: now(), vm, from, to: vm.host, migrationId });
   }
 
   private infoFromFacts(link: HostLink, facts: AgentFacts, state: HostInfo['state']): HostInfo {

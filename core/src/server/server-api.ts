@@ -1,15 +1,21 @@
-import type { Logger } from '@motus/sdk';
-import { HttpHostLink } from '../agent/http-host-link.js';
-import { JsonHttpServer, STREAMED, startNdjson } from '../http/http-server.js';
-import { parseRequest, StartVmRequestSchema } from '../kernel/request-schemas.js';
+import { MotusError, type Logger, type Role, type ScheduleRequest } from '@motus/sdk';
 import { z } from 'zod';
+import { HttpHostLink } from '../agent/http-host-link.js';
+import { JsonHttpServer, Reply, STREAMED, startNdjson, type RequestContext } from '../http/http-server.js';
+import { parseMigrationRequest, parseRequest, StartVmRequestSchema } from '../kernel/request-schemas.js';
+import { toCsv, toJsonLines } from './audit/audit-export.js';
+import { parseAuditParams, ScheduleRequestSchema, SchedulePatchSchema, TaskRequestSchema, TokenRequestSchema, UserRequestSchema } from './api-schemas.js';
+import type { Principal } from './identity/roles.js';
 import type { MotusServer } from './motus-server.js';
 
 const RegisterAgentSchema = z.object({ name: z.string().min(1), url: z.string().url() }).strict();
 
 export interface ServerApiOptions {
-  /** Token of API users (CLI, SDK client). */
-  apiToken: string;
+  /**
+   * The state folder's API token (client.json): it becomes a token of the first
+   * admin, user `admin`. Every other token is made with `motus token create`.
+   */
+  apiToken?: string;
   /** Token of the agent protocol, both ways. */
   agentToken: string;
   logger: Logger;
@@ -17,28 +23,53 @@ export interface ServerApiOptions {
 
 /**
  * The server's REST API. Agents register with the agent token; every other route
- * takes the API token.
+ * takes a user's token, and the route's role decides whether that user may call it.
  */
 export function createServerApi(server: MotusServer, options: ServerApiOptions): JsonHttpServer {
-  const api = new JsonHttpServer(options.apiToken, options.logger);
-  const who = (req: { headers: Record<string, unknown> }) => String(req.headers['x-motus-user'] ?? 'api');
+  if (options.apiToken) server.identities.bootstrap(options.apiToken);
+  const api = new JsonHttpServer((token) => server.identities.authenticate(token), options.logger, {
+    onDenied: (denied) =>
+      server.audit.append({
+        user: denied.user ?? 'anonymous',
+        action: 'api.refused',
+        outcome: denied.code,
+        detail: { method: denied.method, path: denied.path, message: denied.message },
+      }),
+  });
+  const me = (ctx: RequestContext): Principal => ctx.principal!;
+  const as = (role: Role) => ({ role });
   api
     .route('GET', '/v1/health', async () => ({ ok: true }), { public: true })
+    .route('GET', '/v1/whoami', async (ctx) => me(ctx))
     .route('GET', '/v1/hosts', async () => server.hosts())
     .route('GET', '/v1/vms', async () => server.vms())
-    .route('POST', '/v1/vms', async ({ body }) => {
-      const request = parseRequest(StartVmRequestSchema, body, 'VM start request');
-      return server.startVm(request.spec, request.host);
-    })
-    .route('POST', '/v1/vms/:name/stop', async ({ params }) => server.stopVm(params.name!))
+    .route(
+      'POST',
+      '/v1/vms',
+      async ({ body }) => {
+        const request = parseRequest(StartVmRequestSchema, body, 'VM start request');
+        return server.startVm(request.spec, request.host);
+      },
+      as('operator'),
+    )
+    .route('POST', '/v1/vms/:name/stop', async ({ params }) => server.stopVm(params.name!), as('operator'))
     .route('GET', '/v1/migrations', async () => server.migrations())
-    .route('POST', '/v1/migrations', async ({ body, req }) => {
-      const request = { requestedBy: who(req), ...((body ?? {}) as object) };
-      const handle = await server.migrate(request as never);
-      return server.migration(handle.id);
-    })
+    .route(
+      'POST',
+      '/v1/migrations',
+      async (ctx) => {
+        const request = parseMigrationRequest(ctx.body ?? {});
+        const user = me(ctx).user;
+        if (request.requestedBy !== undefined && request.requestedBy !== user) {
+          throw new MotusError('MOTUS_E_FORBIDDEN', `requestedBy: a request is recorded as its token's user (${user}), not ${request.requestedBy}`, { field: 'requestedBy', user });
+        }
+        const handle = await server.migrate({ ...request, requestedBy: user });
+        return new Reply(202, await server.migration(handle.id));
+      },
+      as('operator'),
+    )
     .route('GET', '/v1/migrations/:id', async ({ params }) => server.migration(params.id!))
-    .route('POST', '/v1/migrations/:id/cancel', async ({ params, req }) => server.cancelMigration(params.id!, who(req)))
+    .route('POST', '/v1/migrations/:id/cancel', async (ctx) => server.cancelMigration(ctx.params.id!, me(ctx).user), as('operator'))
     .route('GET', '/v1/migrations/:id/events', async ({ params, res, signal }) => {
       await server.migration(params.id!);
       const out = startNdjson(res);
@@ -56,6 +87,95 @@ export function createServerApi(server: MotusServer, options: ServerApiOptions):
       out.end();
       return STREAMED;
     })
+    .route('GET', '/v1/tasks', async () => server.tasks.tasks())
+    .route('GET', '/v1/tasks/:id', async ({ params }) => server.tasks.task(params.id!))
+    .route(
+      'POST',
+      '/v1/tasks',
+      async (ctx) => {
+        const request = parseRequest(TaskRequestSchema, ctx.body, 'task request');
+        const { task } = await server.tasks.submit({ ...request, requestedBy: me(ctx).user });
+        return new Reply(202, server.tasks.task(task.id));
+      },
+      as('operator'),
+    )
+    .route('POST', '/v1/tasks/:id/cancel', async (ctx) => server.tasks.cancel(ctx.params.id!, me(ctx).user), as('operator'))
+    .route('GET', '/v1/schedules', async () => server.schedules.list())
+    .route('GET', '/v1/schedules/:id', async ({ params }) => server.schedules.get(params.id!))
+    .route(
+      'POST',
+      '/v1/schedules',
+      async (ctx) => server.schedules.create(parseRequest(ScheduleRequestSchema, ctx.body, 'schedule') as ScheduleRequest, me(ctx)),
+      as('operator'),
+    )
+    .route(
+      'PATCH',
+      '/v1/schedules/:id',
+      async (ctx) => server.schedules.update(ctx.params.id!, parseRequest(SchedulePatchSchema, ctx.body, 'schedule change') as Partial<ScheduleRequest>, me(ctx)),
+      as('operator'),
+    )
+    .route(
+      'DELETE',
+      '/v1/schedules/:id',
+      async (ctx) => {
+        server.schedules.remove(ctx.params.id!, me(ctx));
+        return {};
+      },
+      as('operator'),
+    )
+    .route('GET', '/v1/audit', async ({ query }) => {
+      const params = parseAuditParams(query);
+      const { format, ...filter } = params;
+      const records = server.audit.query(filter);
+      if (format === 'jsonl') return new Reply(200, toJsonLines(records), 'application/x-ndjson');
+      if (format === 'csv') return new Reply(200, toCsv(records), 'text/csv; charset=utf-8');
+      return records;
+    })
+    .route('GET', '/v1/audit/verify', async () => server.audit.verify())
+    .route('GET', '/v1/users', async () => server.identities.users(), as('admin'))
+    .route(
+      'POST',
+      '/v1/users',
+      async (ctx) => {
+        const request = parseRequest(UserRequestSchema, ctx.body, 'user');
+        const user = server.identities.addUser(request.name, request.role as Role, me(ctx).user);
+        server.audit.append({ user: me(ctx).user, action: 'user.add', outcome: 'added', detail: { name: user.name, role: user.role } });
+        return user;
+      },
+      as('admin'),
+    )
+    .route(
+      'DELETE',
+      '/v1/users/:name',
+      async (ctx) => {
+        server.identities.removeUser(ctx.params.name!);
+        server.audit.append({ user: me(ctx).user, action: 'user.remove', outcome: 'removed', detail: { name: ctx.params.name! } });
+        return {};
+      },
+      as('admin'),
+    )
+    .route('GET', '/v1/tokens', async ({ query }) => server.identities.tokens(query.get('user') ?? undefined), as('admin'))
+    .route(
+      'POST',
+      '/v1/tokens',
+      async (ctx) => {
+        const request = parseRequest(TokenRequestSchema, ctx.body, 'token request');
+        const token = server.identities.createToken(request.user, request.label ?? '');
+        server.audit.append({ user: me(ctx).user, action: 'token.create', outcome: 'created', detail: { token: token.id, for: token.user, label: token.label } });
+        return token;
+      },
+      as('admin'),
+    )
+    .route(
+      'POST',
+      '/v1/tokens/:id/revoke',
+      async (ctx) => {
+        const token = server.identities.revokeToken(ctx.params.id!);
+        server.audit.append({ user: me(ctx).user, action: 'token.revoke', outcome: 'revoked', detail: { token: token.id, for: token.user } });
+        return token;
+      },
+      as('admin'),
+    )
     .route('GET', '/v1/events', async ({ res, signal }) => {
       const out = startNdjson(res);
       const subscriptions = [

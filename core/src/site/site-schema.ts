@@ -19,6 +19,39 @@ export const HostConfigSchema = z
     migrationAddress: z.string().min(1).default('127.0.0.1'),
     /** Memory offered to VMs; the host's physical memory when absent. */
     memoryMiB: z.number().int().positive().optional(),
+    /** Concurrent migrations into or out of this host (tasks.maxPerHost when absent). */
+    maxMigrations: z.number().int().positive().optional(),
+    /** The migration network (one of `networks`) its migration streams use. */
+    migrationNetwork: z.string().min(1).default('default'),
+  })
+  .strict();
+
+export const NetworkConfigSchema = z
+  .object({
+    name: z.string().min(1),
+    /** Link speed; sets the default limit: 4 below 10 Gbit/s, 8 from 10 Gbit/s. */
+    gbps: z.number().positive(),
+    maxMigrations: z.number().int().positive().optional(),
+  })
+  .strict();
+
+export const DatastoreConfigSchema = z
+  .object({
+    name: z.string().min(1),
+    /** Disks whose path starts with this prefix are on this datastore. */
+    pathPrefix: z.string().min(1),
+    maxMigrations: z.number().int().positive().optional(),
+  })
+  .strict();
+
+export const TasksConfigSchema = z
+  .object({
+    maxPerHost: z.number().int().positive().default(8),
+    maxPerDatastore: z.number().int().positive().default(128),
+    /** No starvation: after this many high tasks in a row started while a normal one waited, a normal one goes. */
+    highPriorityBurst: z.number().int().positive().default(4),
+    /** A schedule run missed while the server was down still runs at start if it is at most this late. */
+    missedRunGraceSeconds: z.number().int().nonnegative().default(3600),
   })
   .strict();
 
@@ -60,10 +93,34 @@ export const SiteSchema = z
       }),
     plugins: z.array(PluginEntrySchema).default([{ package: '@motus/hv-qemu', config: {} }]),
     migration: MigrationConfigSchema.prefault({}),
+    tasks: TasksConfigSchema.prefault({}),
+    /** Migration networks; a network named 'default' at 1 Gbit/s exists unless listed. */
+    networks: z.array(NetworkConfigSchema).default([]),
+    datastores: z.array(DatastoreConfigSchema).default([]),
   })
-  .strict();
+  .strict()
+  .superRefine((site, ctx) => {
+    const networks = new Set(['default']);
+    site.networks.forEach((network, index) => {
+      if (network.name !== 'default' && networks.has(network.name)) ctx.addIssue({ code: 'custom', message: `network name '${network.name}' is used twice`, path: ['networks', index, 'name'] });
+      networks.add(network.name);
+    });
+    site.hosts.forEach((host, index) => {
+      if (!networks.has(host.migrationNetwork)) {
+        ctx.addIssue({ code: 'custom', message: `no network named '${host.migrationNetwork}' in networks`, path: ['hosts', index, 'migrationNetwork'] });
+      }
+    });
+    const datastores = new Set<string>();
+    site.datastores.forEach((ds, index) => {
+      if (datastores.has(ds.name)) ctx.addIssue({ code: 'custom', message: `datastore name '${ds.name}' is used twice`, path: ['datastores', index, 'name'] });
+      datastores.add(ds.name);
+    });
+  });
 
 export type SiteConfig = z.infer<typeof SiteSchema>;
 export type HostConfig = z.infer<typeof HostConfigSchema>;
 export type PluginEntry = z.infer<typeof PluginEntrySchema>;
 export type MigrationConfig = z.infer<typeof MigrationConfigSchema>;
+export type TasksConfig = z.infer<typeof TasksConfigSchema>;
+export type NetworkConfig = z.infer<typeof NetworkConfigSchema>;
+export type DatastoreConfig = z.infer<typeof DatastoreConfigSchema>;

@@ -2,6 +2,19 @@ import { MotusError, type MotusErrorJSON } from '../errors.js';
 import type { HostEvent, MigrationEvent, VmEvent } from '../events.js';
 import type { HostInfo, MigrationRequest, MigrationSummary, VmInfo, VmSpec } from '../model.js';
 import { readJsonLines } from './ndjson.js';
+import type {
+  AuditQuery,
+  AuditRecord,
+  AuditVerification,
+  NewToken,
+  Role,
+  ScheduleInfo,
+  ScheduleRequest,
+  TaskInfo,
+  TaskRequest,
+  TokenInfo,
+  UserInfo,
+} from './task-model.js';
 
 export interface MotusClientOptions {
   /** Server URL, e.g. http://127.0.0.1:7300 */
@@ -39,9 +52,93 @@ export class MotusClient {
     await this.call('POST', `/v1/vms/${encodeURIComponent(name)}/stop`, {});
   }
 
-  /** Validates and starts a migration; rejects with the coded error when it cannot start. */
+  /**
+   * Requests a migration; it becomes a task. The answer (202) is the migration's
+   * summary: `running` when it started at once, `queued` while it waits for room
+   * under the concurrency limits. Rejects with the coded error when it is refused
+   * (and, when it could start at once, when its validation refused it).
+   */
   migrate(request: MigrationRequest): Promise<MigrationSummary> {
     return this.call('POST', '/v1/migrations', request);
+  }
+
+  whoami(): Promise<{ user: string; role: Role; tokenId: string }> {
+    return this.call('GET', '/v1/whoami');
+  }
+
+  tasks(): Promise<TaskInfo[]> {
+    return this.call('GET', '/v1/tasks');
+  }
+
+  task(id: string): Promise<TaskInfo> {
+    return this.call('GET', `/v1/tasks/${encodeURIComponent(id)}`);
+  }
+
+  submitTask(request: TaskRequest): Promise<TaskInfo> {
+    return this.call('POST', '/v1/tasks', request);
+  }
+
+  /** Cancels a queued task (it never starts) or a running one (it rolls back to the source). */
+  cancelTask(id: string): Promise<TaskInfo> {
+    return this.call('POST', `/v1/tasks/${encodeURIComponent(id)}/cancel`, {});
+  }
+
+  schedules(): Promise<ScheduleInfo[]> {
+    return this.call('GET', '/v1/schedules');
+  }
+
+  schedule(id: string): Promise<ScheduleInfo> {
+    return this.call('GET', `/v1/schedules/${encodeURIComponent(id)}`);
+  }
+
+  createSchedule(request: ScheduleRequest): Promise<ScheduleInfo> {
+    return this.call('POST', '/v1/schedules', request);
+  }
+
+  updateSchedule(id: string, patch: Partial<ScheduleRequest>): Promise<ScheduleInfo> {
+    return this.call('PATCH', `/v1/schedules/${encodeURIComponent(id)}`, patch);
+  }
+
+  async deleteSchedule(id: string): Promise<void> {
+    await this.call('DELETE', `/v1/schedules/${encodeURIComponent(id)}`, {});
+  }
+
+  audit(query: AuditQuery = {}): Promise<AuditRecord[]> {
+    return this.call('GET', `/v1/audit${queryString(query)}`);
+  }
+
+  /** The audit trail as JSON Lines or CSV text. */
+  auditExport(query: AuditQuery, format: 'jsonl' | 'csv'): Promise<string> {
+    return this.call('GET', `/v1/audit${queryString({ ...query, format })}`, undefined, 'text');
+  }
+
+  /** Resolves when the whole chain verifies; rejects with MOTUS_E_AUDIT_TAMPERED naming the first bad record. */
+  verifyAudit(): Promise<AuditVerification> {
+    return this.call('GET', '/v1/audit/verify');
+  }
+
+  users(): Promise<UserInfo[]> {
+    return this.call('GET', '/v1/users');
+  }
+
+  addUser(name: string, role: Role): Promise<UserInfo> {
+    return this.call('POST', '/v1/users', { name, role });
+  }
+
+  async removeUser(name: string): Promise<void> {
+    await this.call('DELETE', `/v1/users/${encodeURIComponent(name)}`, {});
+  }
+
+  tokens(user?: string): Promise<TokenInfo[]> {
+    return this.call('GET', `/v1/tokens${user ? queryString({ user }) : ''}`);
+  }
+
+  createToken(user: string, label?: string): Promise<NewToken> {
+    return this.call('POST', '/v1/tokens', { user, ...(label ? { label } : {}) });
+  }
+
+  revokeToken(id: string): Promise<TokenInfo> {
+    return this.call('POST', `/v1/tokens/${encodeURIComponent(id)}/revoke`, {});
   }
 
   migrations(): Promise<MigrationSummary[]> {
@@ -70,7 +167,7 @@ export class MotusClient {
     return { authorization: `Bearer ${this.options.token}`, 'content-type': 'application/json' };
   }
 
-  private async call<T>(method: string, path: string, body?: unknown): Promise<T> {
+  private async call<T>(method: string, path: string, body?: unknown, as: 'json' | 'text' = 'json'): Promise<T> {
     let response: Response;
     try {
       response = await fetch(this.base + path, {
@@ -83,6 +180,7 @@ export class MotusClient {
       throw unreachable(this.base, err);
     }
     const text = await response.text();
+    if (as === 'text' && response.ok) return text as T;
     let json: unknown;
     try {
       json = text.length > 0 ? JSON.parse(text) : undefined;
@@ -118,6 +216,13 @@ export class MotusClient {
       throw unreachable(this.base, err);
     }
   }
+}
+
+function queryString(query: object): string {
+  const params = new URLSearchParams();
+  for (const [key, value] of Object.entries(query) as Array<[string, unknown]>) if (value !== undefined) params.set(key, String(value));
+  const text = params.toString();
+  return text ? `?${text}` : '';
 }
 
 function unreachable(base: string, err: unknown): MotusError {

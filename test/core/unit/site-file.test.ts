@@ -18,7 +18,10 @@ describe('site file', () => {
     const site = parseSite('hosts:\n  - name: host-a\n');
     expect(site.site).to.equal('motus');
     expect(site.server.listen).to.equal('127.0.0.1:0');
-    expect(site.hosts[0]).to.deep.equal({ name: 'host-a', listen: '127.0.0.1:0', migrationAddress: '127.0.0.1' });
+    expect(site.hosts[0]).to.deep.equal({ name: 'host-a', listen: '127.0.0.1:0', migrationAddress: '127.0.0.1', migrationNetwork: 'default' });
+    expect(site.tasks).to.deep.equal({ maxPerHost: 8, maxPerDatastore: 128, highPriorityBurst: 4, missedRunGraceSeconds: 3600 });
+    expect(site.networks).to.deep.equal([]);
+    expect(site.datastores).to.deep.equal([]);
     expect(site.plugins).to.deep.equal([{ package: '@motus/hv-qemu', config: {} }]);
     expect(site.migration).to.deep.equal({ maxBandwidthMiBps: 1024, downtimeLimitMs: 300, timeoutBaseSeconds: 120, timeoutSecondsPerGiB: 240 });
   });
@@ -30,6 +33,41 @@ describe('site file', () => {
     expect(byField['hosts.1.name']).to.equal(5);
     expect(byField['migration.downtimeLimitMs']).to.equal(7);
     expect(found.some((p) => p.message.includes('colour'))).to.equal(true);
+  });
+
+  it('takes concurrency limits per site, host, network and datastore, and refuses zero, negative and dangling ones', () => {
+    const site = parseSite(
+      [
+        'hosts:',
+        '  - name: host-a',
+        '    maxMigrations: 2',
+        '    migrationNetwork: fast',
+        '  - name: host-b',
+        'networks:',
+        '  - name: fast',
+        '    gbps: 10',
+        'datastores:',
+        '  - name: nas1',
+        '    pathPrefix: /mnt/nas1/',
+        '    maxMigrations: 16',
+        'tasks:',
+        '  maxPerHost: 6',
+        '  highPriorityBurst: 2',
+      ].join('\n'),
+    );
+    expect(site.hosts[0]!.maxMigrations).to.equal(2);
+    expect(site.hosts[1]!.migrationNetwork).to.equal('default');
+    expect(site.tasks.maxPerHost).to.equal(6);
+    expect(site.datastores[0]!.maxMigrations).to.equal(16);
+    const found = problems(['hosts:', '  - name: host-a', '    maxMigrations: 0', 'tasks:', '  maxPerHost: -1', '  maxPerDatastore: 0', 'datastores:', '  - name: d', '    pathPrefix: /x', '    maxMigrations: -3'].join('\n'));
+    const byField = Object.fromEntries(found.map((p) => [p.field, p.line]));
+    expect(byField['hosts.0.maxMigrations']).to.equal(3);
+    expect(byField['tasks.maxPerHost']).to.equal(5);
+    expect(byField['tasks.maxPerDatastore']).to.equal(6);
+    expect(byField['datastores.0.maxMigrations']).to.equal(10);
+    const dangling = problems('hosts:\n  - name: host-a\n    migrationNetwork: nowhere\n');
+    expect(dangling.map((p) => [p.field, p.line])).to.deep.equal([['hosts.0.migrationNetwork', 3]]);
+    expect(dangling[0]!.message).to.include("no network named 'nowhere'");
   });
 
   it('refuses duplicate host names and bad listen addresses', () => {
