@@ -10,10 +10,15 @@ export const MIN_FRAME_BYTES = 14;
 /** QEMU's own ceiling for one packet on a stream netdev (NET_BUFSIZE is 69632, jumbo frames fit). */
 export const MAX_FRAME_BYTES = 65_535;
 
+/** Past this, an announced length is taken for garbage rather than a frame to skip. */
+export const MAX_SKIP_BYTES = 1 << 20;
+
 export type FrameDecodeError =
   | { kind: 'empty'; length: 0 }
   | { kind: 'runt'; length: number }
-  | { kind: 'oversize'; length: number };
+  | { kind: 'oversize'; length: number }
+  /** The stream cannot be trusted any more; the decoder discards everything after it. */
+  | { kind: 'desync'; length: number };
 
 export interface FrameDecodeResult {
   frames: Buffer[];
@@ -36,16 +41,18 @@ export function encodeFrameHeader(length: number): Buffer {
 /**
  * Reassembles frames from the chunks a stream socket delivers, whatever their cut.
  * A length of 0 or below 14 bytes is dropped (its bytes skipped), so the stream
- * stays in step. A length over the limit cannot be trusted to lead to the next
- * header: the decoder then skips exactly that many bytes too, since QEMU's framing
- * has no resynchronisation marker, and the caller counts it; a peer that keeps
- * sending such lengths is misbehaving and the port's owner may close it.
+ * stays in step. A length over the frame limit but within MAX_SKIP_BYTES is
+ * skipped the same way. A larger one means the stream is garbage (QEMU's framing
+ * has no resynchronisation marker): the decoder reports 'desync' once and then
+ * discards everything, and the port closes the connection so its QEMU reconnects
+ * in step.
  */
 export class FrameDecoder {
   private pending: Buffer[] = [];
   private pendingBytes = 0;
   /** Bytes still to throw away from an oversize frame. */
   private discard = 0;
+  private desynced = false;
 
   constructor(private readonly maxFrameBytes = MAX_FRAME_BYTES) {}
 
@@ -57,6 +64,7 @@ export class FrameDecoder {
   push(chunk: Buffer): FrameDecodeResult {
     const frames: Buffer[] = [];
     const errors: FrameDecodeError[] = [];
+    if (this.desynced) return { frames, errors };
     let data = chunk;
     if (this.discard > 0) {
       const skip = Math.min(this.discard, data.length);
@@ -73,6 +81,13 @@ export class FrameDecoder {
     let offset = 0;
     while (data.length - offset >= 4) {
       const length = data.readUInt32BE(offset);
+      if (length > MAX_SKIP_BYTES) {
+        errors.push({ kind: 'desync', length });
+        this.desynced = true;
+        this.pending = [];
+        this.pendingBytes = 0;
+        return { frames, errors };
+      }
       if (length > this.maxFrameBytes) {
         errors.push({ kind: 'oversize', length });
         const available = data.length - offset - 4;

@@ -4,7 +4,7 @@ import { HostSwitch } from './host-switch.js';
 import { confirmRelocation } from './relocation.js';
 
 export { netVirtConfigSchema, type NetVirtConfig } from './config.js';
-export { FrameDecoder, encodeFrame, MAX_FRAME_BYTES, MIN_FRAME_BYTES, type FrameDecodeError, type FrameDecodeResult } from './frame-codec.js';
+export { FrameDecoder, encodeFrame, MAX_FRAME_BYTES, MAX_SKIP_BYTES, MIN_FRAME_BYTES, type FrameDecodeError, type FrameDecodeResult } from './frame-codec.js';
 export { parseEthernet, isGroupAddress, macToString, macToBytes, normalizeMac, pushVlanTag, popVlanTag, type EthernetHeader } from './ethernet.js';
 export { encodeVxlan, decodeVxlan, VXLAN_HEADER_BYTES, type VxlanDecodeResult } from './vxlan.js';
 export { MacTable, type MacEntry, type MacTableOptions, type MacTableStats, type LearnOutcome } from './mac-table.js';

@@ -67,7 +67,7 @@ export class PortSocket {
       if (errors.length > 0) {
         this.sw.countPortRxError(this.portId, errors.length);
         consecutiveErrors += errors.length;
-        if (frames.length === 0 && consecutiveErrors >= MAX_CONSECUTIVE_FRAMING_ERRORS) socket.destroy();
+        if (errors.some((e) => e.kind === 'desync') || (frames.length === 0 && consecutiveErrors >= MAX_CONSECUTIVE_FRAMING_ERRORS)) socket.destroy();
       }
       if (frames.length > 0) consecutiveErrors = 0;
       for (const frame of frames) this.sw.fromPort(this.portId, frame);

@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { encodeFrame, FrameDecoder, MAX_FRAME_BYTES } from '@motus/net-virt';
+import { encodeFrame, FrameDecoder, MAX_FRAME_BYTES, MAX_SKIP_BYTES } from '@motus/net-virt';
 import { ethFrame, prng, randomBytes } from '../support/frames.js';
 
 describe('net-virt frame codec (QEMU stream framing)', () => {
@@ -53,6 +53,17 @@ describe('net-virt frame codec (QEMU stream framing)', () => {
     expect(second.frames[0]!.equals(good)).to.equal(true);
   });
 
+  it('gives up on a stream announcing a length past any frame, once, and yields nothing after it', () => {
+    const good = encodeFrame(ethFrame('02:00:00:00:00:01', '02:00:00:00:00:02', 64));
+    const header = Buffer.alloc(4);
+    header.writeUInt32BE(MAX_SKIP_BYTES + 1);
+    const decoder = new FrameDecoder();
+    const r = decoder.push(Buffer.concat([good, header, good]));
+    expect(r.frames).to.have.length(1);
+    expect(r.errors).to.deep.equal([{ kind: 'desync', length: MAX_SKIP_BYTES + 1 }]);
+    expect(decoder.push(good)).to.deep.equal({ frames: [], errors: [] });
+  });
+
   it('holds a frame cut short until the rest comes, and yields nothing from a lone partial header', () => {
     const good = encodeFrame(ethFrame('02:00:00:00:00:01', '02:00:00:00:00:02', 64));
     const decoder = new FrameDecoder();
@@ -73,7 +84,7 @@ describe('net-virt frame codec (QEMU stream framing)', () => {
         if (next() < 0.5 && chunk.length >= 4) chunk.writeUInt32BE(Math.floor(next() * 120), 0);
         const r = decoder.push(chunk);
         for (const f of r.frames) expect(f.length).to.be.within(14, MAX_FRAME_BYTES);
-        for (const e of r.errors) expect(['empty', 'runt', 'oversize']).to.include(e.kind);
+        for (const e of r.errors) expect(['empty', 'runt', 'oversize', 'desync']).to.include(e.kind);
       }
     }
   });
