@@ -85,6 +85,9 @@ export const ERROR_CODES = {
   MOTUS_E_ISCSI_DISCONNECTED: 'The connection to the target was lost and not restored in time, or the session was closed.',
   MOTUS_E_ISCSI_TASK_ABORTED: 'The command was aborted (task management) before it completed.',
   MOTUS_E_ISCSI_TARGET_FAILURE: 'The target answered a command with an iSCSI service response other than "command completed".',
+  MOTUS_E_ISCSI_LUN_HELD: 'Another host holds the ownership of the LUN of a VM disk (its registration key is on the LUN); the data names the LUN, the key and the host when known.',
+  MOTUS_E_ISCSI_LEASE_LOST: 'This host lost the ownership of a LUN (its registration was preempted or another host registered) and must stop writing to it.',
+  MOTUS_E_ISCSI_LUN_NOT_FOUND: 'The target does not present the LUN that a VM disk URL names, or the LUN is not the one (NAA id) the disk was created on.',
 } as const satisfies Record<string, string>;
 
 export type MotusErrorCode = keyof typeof ERROR_CODES;
