@@ -22,6 +22,9 @@ function siteYaml(g: GaneshaServer): string {
 site: nas-e2e
 migration:
   maxBandwidthMiBps: 256
+  # A stalled migration (the rollback test freezes its destination) ends within ~22 s.
+  timeoutBaseSeconds: 20
+  timeoutSecondsPerGiB: 10
 hosts:
   - name: host-a
     memoryMiB: 1024
@@ -212,6 +215,67 @@ describe('NAS datastore: a writing guest migrates A → B → A (all-in-one site
       );
     });
   }
+
+  it('rolls back after the lock moved: the frozen destination gives it back and the source resumes writing', async () => {
+    const source = await vmInfo('vm1');
+    expect(source.host).to.equal('host-a');
+    const owners: string[] = [];
+    let watching = true;
+    let frozen: number | undefined;
+    // Freeze the destination QEMU as soon as the lock leaves host-a: it can never run,
+    // so the migration fails after the switchover has moved the lock (the server's
+    // wait for the destination, or the migration's time limit, gives up).
+    const watcher = (async () => {
+      while (watching) {
+        const l = await readLock(nfs, LOCK).catch(() => undefined);
+        const label = l ? (l.grantedBy ? `${l.owner}<-${l.grantedBy}` : l.owner) : '(none)';
+        if (owners.at(-1) !== label) owners.push(label);
+        if (frozen === undefined && l && l.owner === 'host-b') {
+          const destination = (await qemuPidsOf('vm1')).filter((pid) => pid !== source.pid);
+          if (destination.length === 1) {
+            frozen = destination[0]!;
+            process.kill(frozen, 'SIGSTOP');
+          }
+        }
+        await sleep(2);
+      }
+    })();
+    const before = acknowledged(serialLogs).at(-1)!;
+    const summary = await site!.client.migrate({ vm: 'vm1', destination: 'host-b' });
+    const events: MigrationEvent[] = [];
+    for await (const event of site!.client.migrationEvents(summary.id)) events.push(event);
+    watching = false;
+    await watcher;
+    const types = events.map((e) => e.type).filter((t) => t !== 'progress');
+    expect(frozen, `the destination was frozen (owners ${owners.join(' → ')})`).to.be.a('number');
+    expect(types.slice(-2), types.join(',')).to.deep.equal(['failed', 'rolled-back']);
+    expect(types).to.include('switchover');
+    const vm = await vmInfo('vm1');
+    expect([vm.host, vm.state]).to.deep.equal(['host-a', 'running']);
+    expect(await qemuPidsOf('vm1'), 'the frozen destination was stopped').to.deep.equal([source.pid]);
+    const lock = await readLock(nfs, LOCK);
+    expect(lock?.owner).to.equal('host-a');
+    const facts = await waitFor('facts after the rollback', async () => {
+      const f = await hostsFacts();
+      return f.get('host-a')?.locks.length === 1 && f.get('host-b')?.locks.length === 0 ? f : undefined;
+    }, 15_000, 250);
+    expect(facts.get('host-a')!.locks[0]!.how, 'given back by the destination, adopted by the source').to.equal('adopted');
+    const order = ['host-a', 'host-b<-host-a', 'host-b', 'host-a<-host-b', 'host-a'];
+    // Each owner seen must come later in that order than the one before (short-lived grants may be missed).
+    let at = -1;
+    for (const owner of owners) {
+      const next = order.indexOf(owner, at + 1);
+      expect(next, `owners ${owners.join(' → ')}`).to.be.greaterThan(at);
+      at = next;
+    }
+    expect(at, `owners ${owners.join(' → ')}`).to.equal(order.length - 1);
+    await waitFor('the guest to go on writing on host-a', () => (acknowledged(serialLogs).at(-1)! >= before + 20 ? true : undefined), 120_000, 250);
+    const rolledBack = events.at(-1)!;
+    const failed = events.find((e) => e.type === 'failed') as Extract<MigrationEvent, { type: 'failed' }>;
+    console.log(
+      `      rollback in ${failed.phase}: failed → rolled-back ${Date.parse(rolledBack.at) - Date.parse(failed.at)} ms; owners ${owners.join(' → ')}; ${failed.error.message}`,
+    );
+  });
 
   it('has every acknowledged record on the server, in order, read back with our NFS client', async () => {
     await site!.client.stopVm('vm1');
