@@ -12,3 +12,12 @@ export type { SiteConfig, HostConfig, MigrationConfig } from './site/site-schema
 export { createServerApi, type ServerApiOptions } from './server/server-api.js';
 export { createAgentApi } from './agent/agent-api.js';
 export { runCli, EXIT, type CliIo } from './cli/motus-cli.js';
+export { Dispatcher, type Dispatchable, type DispatcherOptions } from './server/tasks/dispatcher.js';
+export { ResourceLedger } from './server/tasks/resource-ledger.js';
+export { MigrationResources, defaultNetworkLimit, type LimitsSite } from './server/tasks/migration-resources.js';
+export { TaskService } from './server/tasks/task-service.js';
+export { parseCron, nextCronTime, type CronExpression } from './server/schedules/cron.js';
+export { AuditTrail, recordHash, GENESIS_HASH } from './server/audit/audit-trail.js';
+export { toCsv, toJsonLines } from './server/audit/audit-export.js';
+export { IdentityStore, hashToken, BOOTSTRAP_ADMIN } from './server/identity/identity-store.js';
+export { allows, ROLES, type Principal } from './server/identity/roles.js';
