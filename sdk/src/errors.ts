@@ -56,6 +56,7 @@ export const ERROR_CODES = {
   MOTUS_E_NET_PORT: 'A virtual switch port could not be created (its unix socket path is too long or cannot be bound).',
   MOTUS_E_NET_UPLINK: "A host's VXLAN endpoint could not bind its configured UDP address.",
   MOTUS_E_NET_RELOCATION_UNCONFIRMED: "After a migration, not every switch reaches the VM's MAC through the destination in time; the data names the MAC and the switches that disagree.",
+  MOTUS_E_NET_NOT_ON_HOST: "The destination's virtual switch does not offer a network the VM's NICs are on, or has no uplink to the other hosts.",
   MOTUS_E_CPU_INCOMPATIBLE: "The destination cannot run the VM's CPU: the data names every missing feature (or the vendor mismatch) and the host.",
   MOTUS_E_CPU_BASELINE: "A host cannot provide the cluster's CPU baseline, no named model runs on every host, or a pinned model lies beyond the baseline; the data names the features.",
   MOTUS_E_CPU_VENDOR_MISMATCH: 'CPU vendors would mix in one baseline or one VM (Intel and AMD never do); the data names the hosts or models and their vendors.',
