@@ -27,7 +27,10 @@
  * names it, the granting host and that token (`adopt`) and goes on refreshing it.
  * The file never disappears, so no contender can create one meanwhile; and the
  * grant is a change, so anyone watching for staleness starts over. A grant nobody
- * adopts stops changing and is taken over after the lease like any dead lock.
+ * adopts stops changing and is taken over after the lease like any dead lock; so
+ * the receiver must adopt well within the lease of the grant (the kernel calls it
+ * right after the release, while both QEMUs are paused: milliseconds), the same
+ * kind of bounded-delay assumption the settle time makes for takeovers.
  */
 import { randomBytes } from 'node:crypto';
 import { nasError, isNasError } from './errors.js';
