@@ -2,6 +2,7 @@ import { definePlugin, MotusError, NetworkProviderToken } from '@motus/sdk';
 import { netVirtConfigSchema, type NetVirtConfig } from './config.js';
 import { HostSwitch } from './host-switch.js';
 import { confirmRelocation } from './relocation.js';
+import { destinationVeto } from './destination-check.js';
 
 export { netVirtConfigSchema, type NetVirtConfig } from './config.js';
 export { FrameDecoder, encodeFrame, MAX_FRAME_BYTES, MAX_SKIP_BYTES, MIN_FRAME_BYTES, type FrameDecodeError, type FrameDecodeResult } from './frame-codec.js';
@@ -16,6 +17,7 @@ export { PcapWriter, pcapGlobalHeader, pcapRecord } from './pcap-writer.js';
 export { readPcap, type PcapPacket } from './pcap-reader.js';
 export { HostSwitch, type HostSwitchFacts, type CaptureResult } from './host-switch.js';
 export { confirmRelocation, type ConfirmOptions, type Disagreement } from './relocation.js';
+export { destinationVeto } from './destination-check.js';
 
 export const PLUGIN_NAME = '@motus/net-virt';
 
@@ -66,6 +68,8 @@ export default definePlugin<NetVirtConfig>({
       }
       return;
     }
+    const uplinks = Object.keys(ctx.config.hosts).length > 0;
+    ctx.hooks.validate.tapPromise(PLUGIN_NAME, async (mctx) => destinationVeto(PLUGIN_NAME, mctx.vm, mctx.destination, uplinks));
     ctx.hooks.announce.tapPromise(PLUGIN_NAME, async (mctx) => {
       const nics = (mctx.vm.spec.nics ?? []).filter((nic) => nic.network in ctx.config.networks);
       if (nics.length === 0) return;
