@@ -65,7 +65,7 @@ plugins:
         prod: { vni: 5001 }
       hosts:
 ${HOSTS.map((h) => `        ${h}: { vtep: '127.0.0.1:${vteps[h]}' }`).join('\n')}
-      announceTimeoutMs: \${ANNOUNCE_TIMEOUT_MS}
+      announceTimeoutMs: ${ANNOUNCE_TIMEOUT_MS}
 `);
   });
 
