@@ -1,41 +1,16 @@
 import { join } from 'node:path';
-import { readFileSync } from 'node:fs';
 import { expect } from 'chai';
-import type { HostInfo, MigrationEvent, VmInfo, VmSpec } from '@motus/sdk';
-import type { HostSwitchFacts } from '@motus/net-virt';
+import type { MigrationEvent } from '@motus/sdk';
 import { guestKit, requireCommand, tempDir, waitFor } from '../../support/index.js';
 import { qemuPidsOf, startSite, type TestSite } from '../../support/site.js';
-import { parseTcpSerial } from '../support/guest.js';
+import { CLIENT_MAC, CLIENT_WORKLOAD, kitVm, migrate, netSiteYaml, SERVER_MAC, SERVER_WORKLOAD, switchFacts, tcpOf, vmInfo } from '../support/net-site.js';
 import { countMatching, expertSummary, LoopbackCapture } from '../support/tshark.js';
 import { freeUdpPort } from '../support/udp.js';
 
-const SERVER_MAC = '52:54:00:00:02:0a';
-const CLIENT_MAC = '52:54:00:00:02:0c';
 const HOSTS = ['host-a', 'host-b', 'host-c'];
 /** Slack for TCP's retransmission timer (200 ms minimum on Linux, doubling) on top of QEMU's downtime, under TCG on a shared machine. */
 const GAP_SLACK_MS = 2_500;
 const ANNOUNCE_TIMEOUT_MS = 15_000;
-
-function spec(name: string, mac: string, workloads: string[]): VmSpec {
-  const kit = guestKit();
-  return {
-    name,
-    memoryMiB: 160,
-    vcpus: 1,
-    boot: { kind: 'kernel', kernel: kit.kernel, initrd: kit.initrd, cmdline: kit.cmdline({ extra: workloads }) },
-    nics: [{ id: 'n0', mac, network: 'prod' }],
-  };
-}
-
-async function vmInfo(site: TestSite, name: string): Promise<VmInfo> {
-  const vm = (await site.client.vms()).find((v) => v.name === name);
-  if (!vm) throw new Error(`VM ${name} is not in the inventory`);
-  return vm;
-}
-
-function switchFacts(host: HostInfo): HostSwitchFacts | undefined {
-  return host.plugins['@motus/net-virt'] as HostSwitchFacts | undefined;
-}
 
 describe('a TCP connection survives live migration (all-in-one site, QEMU, net-virt)', function () {
   this.timeout(900_000);
@@ -51,22 +26,7 @@ describe('a TCP connection survives live migration (all-in-one site, QEMU, net-v
     guestKit();
     for (const host of HOSTS) vteps[host] = await freeUdpPort();
     capture = await LoopbackCapture.start(join(dir.path, 'uplinks.pcap'), HOSTS.map((h) => `udp port ${vteps[h]}`).join(' or '));
-    site = await startSite(`
-site: net-e2e
-migration:
-  maxBandwidthMiBps: 256
-hosts:
-${HOSTS.map((h) => `  - name: ${h}\n    memoryMiB: 1024`).join('\n')}
-plugins:
-  - package: '@motus/hv-qemu'
-  - package: '@motus/net-virt'
-    config:
-      networks:
-        prod: { vni: 5001 }
-      hosts:
-${HOSTS.map((h) => `        ${h}: { vtep: '127.0.0.1:${vteps[h]}' }`).join('\n')}
-      announceTimeoutMs: ${ANNOUNCE_TIMEOUT_MS}
-`);
+    site = await startSite(netSiteYaml(HOSTS, vteps, ANNOUNCE_TIMEOUT_MS));
   });
 
   after(async () => {
@@ -77,19 +37,17 @@ ${HOSTS.map((h) => `        ${h}: { vtep: '127.0.0.1:${vteps[h]}' }`).join('\n')
 
   it('moves the server guest A → B → A while a client guest on C keeps one connection and every echo', async () => {
     const s = site!;
-    await s.client.startVm(spec('srv', SERVER_MAC, ['motus.ip=169.254.0.10/16', 'motus.tcp=server:7000']), 'host-a');
-    await s.client.startVm(spec('cli', CLIENT_MAC, ['motus.ip=169.254.0.12/16', 'motus.tcp=client:169.254.0.10:7000:20']), 'host-c');
+    await s.client.startVm(kitVm('srv', SERVER_MAC, SERVER_WORKLOAD), 'host-a');
+    await s.client.startVm(kitVm('cli', CLIENT_MAC, CLIENT_WORKLOAD), 'host-c');
     const client = await vmInfo(s, 'cli');
-    const tcp = () => parseTcpSerial(readFileSync(client.serialLog!, 'latin1'));
+    const tcp = () => tcpOf(client);
     await waitFor('the client guest on host-c to get 50 echoes from host-a', () => ((tcp().stats.at(-1)?.echoed ?? 0) >= 50 ? true : undefined), 180_000, 250);
 
     const report: Array<{ to: string; downtimeMs: number; totalTimeMs: number; announcedMs: number; clientGapMs: number }> = [];
     for (const destination of ['host-b', 'host-a']) {
       const gapsBefore = tcp().gaps.length;
       const echoedBefore = tcp().stats.at(-1)!.echoed;
-      const summary = await s.client.migrate({ vm: 'srv', destination });
-      const events: MigrationEvent[] = [];
-      for await (const event of s.client.migrationEvents(summary.id)) events.push(event);
+      const events = await migrate(s, 'srv', destination);
       const types = events.map((e) => e.type);
       expect(types.at(-1), JSON.stringify(events.filter((e) => e.type !== 'progress'))).to.equal('completed');
       expect(types.slice(-3)).to.deep.equal(['resumed', 'announced', 'completed']);
