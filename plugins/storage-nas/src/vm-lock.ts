@@ -304,6 +304,9 @@ export class NfsLockManager {
       return st.fileid;
     } catch (err) {
       if (isNasError(err, 'MOTUS_E_NFS_EXISTS')) return undefined;
+      // Created, then removed before its content was written: a contender that judged
+      // the previous lock stale replaced it by name. That contender won the race.
+      if (isNasError(err, 'MOTUS_E_NFS_STALE')) return undefined;
       throw err;
     }
   }
