@@ -2,6 +2,8 @@ import { createConnection, type Socket } from 'node:net';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { expect } from 'chai';
 import { encodeFrame, encodeVxlan, FrameDecoder, HostSwitch, netVirtConfigSchema } from '@motus/net-virt';
+import { join } from 'node:path';
+import { isMotusError } from '@motus/sdk';
 import { tempDir, waitFor } from '../../support/index.js';
 import { BROADCAST, ethFrame, prng } from '../support/frames.js';
 import { freeUdpPort } from '../support/udp.js';
@@ -158,5 +160,28 @@ describe('net-virt switch on real sockets: stalled ports and bad input', functio
     expect(table.evicted).to.be.greaterThan(1_900);
     // Known unicast: the flood went to the receiver alone, not to the quiet port.
     expect(quiet.frames.filter((f) => f.readUInt16BE(12) === 0x88b5 && f[0] !== 0xff)).to.have.length(0);
+  });
+
+  it('refuses a port whose socket path is too long, and a second switch on a bound VXLAN address, with coded errors', async () => {
+    const deep = join(dir.path, 'x'.repeat(90));
+    const config = netVirtConfigSchema.parse({ networks: { prod: { vni: 77 } } });
+    const local = await HostSwitch.start('host-z', config, deep);
+    try {
+      await local.attach('vm', { id: 'n0', mac: '02:00:00:00:03:07', network: 'prod' });
+      expect.fail('attach should have failed');
+    } catch (err) {
+      expect(isMotusError(err, 'MOTUS_E_NET_PORT'), String(err)).to.equal(true);
+      expect(local.facts().ports).to.deep.equal([]);
+    } finally {
+      await local.stop();
+    }
+    const clash = netVirtConfigSchema.parse({ networks: { prod: { vni: 77 } }, hosts: { 'host-a': { vtep: `127.0.0.1:${vtep}` } } });
+    try {
+      await HostSwitch.start('host-a', clash, join(dir.path, 'clash'));
+      expect.fail('the second bind should have failed');
+    } catch (err) {
+      expect(isMotusError(err, 'MOTUS_E_NET_UPLINK'), String(err)).to.equal(true);
+      expect((err as Error).message).to.include(`127.0.0.1:${vtep}`);
+    }
   });
 });
