@@ -147,11 +147,6 @@ export class HeldLock {
     await this.client.nfs.write(state.fh, 0, encodeLock({ owner: to, token, seq: 0, grantedBy: this.options.host }), StableHow.FILE_SYNC, this.path);
   }
 
-  /** What this host last wrote (for facts and tests). */
-  get heartbeats(): number {
-    return this.seq;
-  }
-
   private schedule(): void {
     this.timer = setTimeout(() => void this.beat(), this.options.heartbeatMs);
   }
