@@ -1,0 +1,442 @@
+/**
+ * The agent side of @motus/storage-iscsi: one initiator session per visible
+ * datastore, the LUNs each shows (identity, size, registered keys) for the
+ * host's facts, and the ownership of VM disks' LUNs (lun-lease.ts) as the
+ * StorageProvider the kernel calls before a VM starts, at switchover and when
+ * it stops.
+ */
+import { MotusError, type DatastoreInfo, type DiskSpec, type Logger, type StorageProvider } from '@motus/sdk';
+import type { Subscription } from 'rxjs';
+import type { IscsiDatastoreConfig, IscsiPluginConfig } from './config.js';
+import { locateDisk, type DiskLocation } from './disk-url.js';
+import { initiatorName, keyHex, reservationKey } from './host-identity.js';
+import { IscsiSession } from './iscsi-session.js';
+import { checkLease, giveLun, reclaimLun, takeLun, type LunRef } from './lun-lease.js';
+
+export interface IscsiLunFacts {
+  lun: number;
+  naa?: string;
+  bytes: number;
+  blockSize: number;
+  vendor: string;
+  product: string;
+  /** Registered reservation keys (hex); the owner's when one host holds it. */
+  keys: string[];
+  /** The host whose key is registered, when it is a host this site names. */
+  owner?: string;
+}
+
+export interface IscsiDatastoreFacts {
+  name: string;
+  portal: string;
+  target: string;
+  accessible: boolean;
+  error?: string;
+  capacityBytes: number;
+  /** Bytes of the LUNs no host holds. */
+  freeBytes: number;
+  luns: IscsiLunFacts[];
+  scannedAt?: string;
+}
+
+export interface IscsiLeaseFacts {
+  vm: string;
+  disk: string;
+  datastore: string;
+  lun: number;
+  naa?: string;
+  url: string;
+  since: string;
+  /** How long the take took (the destination's share of a switchover), and its commands. */
+  acquireMs: number;
+  commands: number;
+}
+
+export interface IscsiReleaseFacts {
+  vm: string;
+  disk: string;
+  datastore: string;
+  lun: number;
+  at: string;
+  ms: number;
+  commands: number;
+}
+
+export interface IscsiLostFacts {
+  vm: string;
+  disk: string;
+  datastore: string;
+  lun: number;
+  reason: string;
+  at: string;
+  /** Pids of this host's processes that had the LUN open, killed. */
+  fenced: number[];
+}
+
+/** `HostInfo.plugins['@motus/storage-iscsi']`. */
+export interface IscsiHostFacts {
+  host: string;
+  initiatorIqn: string;
+  key: string;
+  datastores: IscsiDatastoreFacts[];
+  /** Configured datastores this host is not meant to see. */
+  notVisible: string[];
+  leases: IscsiLeaseFacts[];
+  releases: IscsiReleaseFacts[];
+  lost: IscsiLostFacts[];
+}
+
+export interface IscsiProviderOptions {
+  host: string;
+  config: IscsiPluginConfig;
+  logger: Logger;
+  /** Ends this host's writers of a disk URL (writer-fence.ts); returns their pids. */
+  fence(url: string): number[];
+}
+
+interface Lease extends IscsiLeaseFacts {}
+
+interface Link {
+  config: IscsiDatastoreConfig;
+  session?: IscsiSession;
+  opening?: Promise<IscsiSession>;
+  events?: Subscription;
+  /** Reclaims in progress after a reconnection. */
+  reclaiming?: number;
+  /** Counts lost and restored connections. */
+  epoch: number;
+  facts: IscsiDatastoreFacts;
+}
+
+const KEEP = 20;
+
+export class IscsiStorageProvider implements StorageProvider {
+  readonly kind = 'iscsi';
+  readonly initiatorIqn: string;
+  readonly key: bigint;
+  private readonly links = new Map<string, Link>();
+  private readonly leases = new Map<string, Lease>();
+  private readonly releases: IscsiReleaseFacts[] = [];
+  private readonly lost: IscsiLostFacts[] = [];
+  private readonly timers: NodeJS.Timeout[] = [];
+  private readonly hostsByKey = new Map<bigint, string>();
+  private closed = false;
+  private checking = false;
+  private scanning = false;
+
+  constructor(private readonly options: IscsiProviderOptions) {
+    const { host, config } = options;
+    this.initiatorIqn = initiatorName(config.initiatorPrefix, host);
+    this.key = reservationKey(host);
+    for (const name of [host, ...config.datastores.flatMap((d) => d.hosts ?? [])]) this.hostsByKey.set(reservationKey(name), name);
+    for (const ds of config.datastores) {
+      if (ds.hosts && !ds.hosts.includes(host)) continue;
+      this.links.set(ds.name, {
+        config: ds,
+        epoch: 0,
+        facts: { name: ds.name, portal: ds.portal, target: ds.target, accessible: false, error: 'not scanned yet', capacityBytes: 0, freeBytes: 0, luns: [] },
+      });
+    }
+  }
+
+  /** First scan, then the periodic scan and lease check. A datastore that cannot be reached is a fact, not a failure. */
+  async start(): Promise<void> {
+    await this.scan();
+    const every = (ms: number, fn: () => Promise<void>) => {
+      const t = setInterval(() => void fn().catch((err: unknown) => this.options.logger.warn('iSCSI background task failed', { error: (err as Error).message })), ms);
+      t.unref();
+      this.timers.push(t);
+    };
+    every(this.options.config.factsRefreshMs, () => this.scan());
+    every(this.options.config.leaseCheckMs, () => this.checkLeases());
+  }
+
+  ownerOf = (key: bigint): string | undefined => this.hostsByKey.get(key);
+
+  owns(disk: DiskSpec): boolean {
+    return locateDisk(this.options.config.datastores, disk.path) !== undefined;
+  }
+
+  async datastores(): Promise<DatastoreInfo[]> {
+    return [...this.links.values()].map(({ config, facts }) => ({
+      name: config.name,
+      kind: 'iscsi',
+      url: `iscsi://${config.portal}/${config.target}`,
+      capacityBytes: facts.capacityBytes,
+      freeBytes: facts.freeBytes,
+      accessible: facts.accessible,
+    }));
+  }
+
+  async acquire(vm: string, disks: readonly DiskSpec[]): Promise<void> {
+    const taken: DiskSpec[] = [];
+    try {
+      for (const disk of disks) {
+        await this.take(vm, disk);
+        taken.push(disk);
+      }
+    } catch (err) {
+      await this.release(vm, taken).catch(() => undefined);
+      throw err;
+    }
+  }
+
+  async release(vm: string, disks: readonly DiskSpec[]): Promise<void> {
+    const failures: unknown[] = [];
+    await Promise.all(
+      disks.map(async (disk) => {
+        const lease = this.leases.get(leaseId(vm, disk.id));
+        if (!lease) return;
+        this.leases.delete(leaseId(vm, disk.id));
+        try {
+          const session = await this.sessionOf(this.links.get(lease.datastore)!);
+          const r = await giveLun(session.lun(lease.lun), this.key);
+          remember(this.releases, { vm, disk: disk.id, datastore: lease.datastore, lun: lease.lun, at: new Date().toISOString(), ms: round(r.ms), commands: r.commands });
+          this.options.logger.info('LUN released', { vm, disk: disk.id, datastore: lease.datastore, lun: lease.lun, ms: round(r.ms) });
+        } catch (err) {
+          failures.push(err);
+          this.options.logger.error('could not release a LUN; its key stays registered until this host takes and gives it again', {
+            vm, disk: disk.id, datastore: lease.datastore, lun: lease.lun, error: (err as Error).message,
+          });
+        }
+      }),
+    );
+    if (failures.length > 0) throw failures[0];
+  }
+
+  facts(): IscsiHostFacts {
+    return {
+      host: this.options.host,
+      initiatorIqn: this.initiatorIqn,
+      key: keyHex(this.key),
+      datastores: [...this.links.values()].map((l) => l.facts),
+      notVisible: this.options.config.datastores.filter((d) => !this.links.has(d.name)).map((d) => d.name),
+      leases: [...this.leases.values()].map((l) => ({ ...l })),
+      releases: [...this.releases],
+      lost: [...this.lost],
+    };
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    for (const t of this.timers) clearInterval(t);
+    await Promise.allSettled(
+      [...this.links.values()].map(async (link) => {
+        link.events?.unsubscribe();
+        const s = link.session;
+        link.session = undefined;
+        if (s) await withTimeout(s.logout(), 5_000).catch(() => undefined);
+      }),
+    );
+  }
+
+  // ---- ownership ----
+
+  private async take(vm: string, disk: DiskSpec): Promise<void> {
+    const location = locateDisk(this.options.config.datastores, disk.path)!;
+    const link = this.links.get(location.datastore);
+    if (!link) {
+      throw new MotusError('MOTUS_E_DATASTORE_NOT_VISIBLE', `host ${this.options.host} does not see iSCSI datastore ${location.datastore} (not in its hosts), which holds disk ${disk.id} of VM ${vm}`, {
+        host: this.options.host, datastore: location.datastore, disk: disk.id, vm,
+      });
+    }
+    const id = leaseId(vm, disk.id);
+    if (this.leases.has(id)) return;
+    const session = await this.sessionOf(link).catch((err: unknown) => {
+      throw new MotusError('MOTUS_E_DATASTORE_NOT_VISIBLE', `host ${this.options.host} cannot reach iSCSI datastore ${location.datastore}: ${(err as Error).message}`, {
+        host: this.options.host, datastore: location.datastore, disk: disk.id, vm,
+      }, { cause: err });
+    });
+    const known = link.facts.luns.find((l) => l.lun === location.lun);
+    if (link.facts.scannedAt && link.facts.accessible && !known) {
+      throw new MotusError('MOTUS_E_ISCSI_LUN_NOT_FOUND', `iSCSI datastore ${location.datastore} presents no disk LUN ${location.lun} (disk ${disk.id} of VM ${vm})`, {
+        datastore: location.datastore, lun: location.lun, disk: disk.id, vm,
+      });
+    }
+    const ref: LunRef = { datastore: location.datastore, lun: location.lun, naa: known?.naa };
+    const r = await takeLun(session.lun(location.lun), this.key, ref, this.ownerOf).catch((err: unknown) => {
+      if (err instanceof MotusError && err.code === 'MOTUS_E_SCSI_ILLEGAL_REQUEST') {
+        throw new MotusError('MOTUS_E_ISCSI_LUN_NOT_FOUND', `iSCSI datastore ${location.datastore} refused LUN ${location.lun}: ${err.message}`, { datastore: location.datastore, lun: location.lun }, { cause: err });
+      }
+      throw err;
+    });
+    const lease: Lease = {
+      vm, disk: disk.id, datastore: location.datastore, lun: location.lun, url: location.url,
+      since: new Date().toISOString(), acquireMs: round(r.ms), commands: r.commands,
+      ...(known?.naa ? { naa: known.naa } : {}),
+    };
+    this.leases.set(id, lease);
+    if (known) known.keys = [keyHex(this.key)], known.owner = this.options.host;
+    this.options.logger.info('LUN taken', { vm, disk: disk.id, datastore: lease.datastore, lun: lease.lun, naa: lease.naa, ms: lease.acquireMs, droppedOwnStale: r.droppedOwnStale });
+  }
+
+  private async checkLeases(): Promise<void> {
+    if (this.checking || this.closed) return;
+    this.checking = true;
+    try {
+      for (const lease of [...this.leases.values()]) {
+        const link = this.links.get(lease.datastore)!;
+        // A reconnection's reclaim decides for its leases; a check in between would see the gap.
+        if (link.reclaiming || !link.session) continue;
+        const epoch = link.epoch;
+        let check;
+        try {
+          check = await checkLease((await this.sessionOf(link)).lun(lease.lun), this.key);
+          // A command re-issued on a new connection may see the target before the reclaim did.
+          if (link.epoch !== epoch || link.reclaiming) continue;
+        } catch (err) {
+          // Unreachable is not lost: nobody can take the LUN without removing our key first.
+          this.options.logger.warn('could not check a LUN lease', { vm: lease.vm, disk: lease.disk, error: (err as Error).message });
+          continue;
+        }
+        if (!check.held && this.leases.get(leaseId(lease.vm, lease.disk)) === lease) this.loseLease(lease, check.reason);
+      }
+    } finally {
+      this.checking = false;
+    }
+  }
+
+  private async reclaim(link: Link, session: IscsiSession): Promise<void> {
+    link.reclaiming = (link.reclaiming ?? 0) + 1;
+    try {
+      await this.reclaimLeases(link, session);
+    } finally {
+      link.reclaiming--;
+    }
+  }
+
+  private async reclaimLeases(link: Link, session: IscsiSession): Promise<void> {
+    for (const lease of [...this.leases.values()].filter((l) => l.datastore === link.config.name)) {
+      try {
+        const r = await reclaimLun(session.lun(lease.lun), this.key, { datastore: lease.datastore, lun: lease.lun, naa: lease.naa }, this.ownerOf);
+        if (!r.held) this.loseLease(lease, r.reason);
+        else this.options.logger.info('LUN registration restored after a reconnection', { vm: lease.vm, disk: lease.disk, lun: lease.lun });
+      } catch (err) {
+        this.options.logger.warn('could not restore a LUN registration after a reconnection', { vm: lease.vm, disk: lease.disk, error: (err as Error).message });
+      }
+    }
+  }
+
+  private loseLease(lease: Lease, reason: string): void {
+    this.leases.delete(leaseId(lease.vm, lease.disk));
+    const fenced = this.options.fence(lease.url);
+    remember(this.lost, { vm: lease.vm, disk: lease.disk, datastore: lease.datastore, lun: lease.lun, reason, at: new Date().toISOString(), fenced });
+    const err = new MotusError('MOTUS_E_ISCSI_LEASE_LOST', `host ${this.options.host} lost LUN ${lease.lun} of iSCSI datastore ${lease.datastore} (disk ${lease.disk} of VM ${lease.vm}): ${reason}`, {
+      host: this.options.host, vm: lease.vm, disk: lease.disk, datastore: lease.datastore, lun: lease.lun, fenced,
+    });
+    this.options.logger.error(err.message, { code: err.code, fenced });
+  }
+
+  // ---- sessions and scans ----
+
+  private sessionOf(link: Link): Promise<IscsiSession> {
+    if (this.closed) return Promise.reject(new MotusError('MOTUS_E_ISCSI_DISCONNECTED', 'the iSCSI storage provider is closed'));
+    if (link.session) return Promise.resolve(link.session);
+    if (link.opening) return link.opening;
+    const { config } = this.options;
+    const ds = link.config;
+    link.opening = IscsiSession.login({
+      portal: ds.portal,
+      targetIqn: ds.target,
+      initiatorIqn: this.initiatorIqn,
+      ...(ds.chap ? { chap: ds.chap } : {}),
+      ...(ds.mutualChap ? { mutualChap: ds.mutualChap } : {}),
+      connectTimeoutMs: Math.min(config.commandTimeoutMs, 5_000),
+      loginTimeoutMs: config.commandTimeoutMs,
+      commandTimeoutMs: config.commandTimeoutMs,
+      reconnectTimeoutMs: config.reconnectTimeoutMs,
+    }).then(
+      (session) => {
+        link.opening = undefined;
+        link.session = session;
+        link.epoch++;
+        link.events = session.events$.subscribe({
+          next: (event) => {
+            if (event.type === 'disconnected' || event.type === 'reconnected' || event.type === 'closed') link.epoch++;
+            if (event.type === 'disconnected') this.options.logger.warn('iSCSI connection lost; reconnecting', { datastore: ds.name, error: event.error.message });
+            if (event.type === 'reconnected') void this.reclaim(link, session);
+            if (event.type === 'closed' && link.session === session) {
+              link.session = undefined;
+              link.events?.unsubscribe();
+            }
+          },
+          error: () => undefined,
+        });
+        // A new session after one was lost: tgt keeps the old session's registrations, not for this one.
+        if ([...this.leases.values()].some((l) => l.datastore === ds.name)) void this.reclaim(link, session);
+        return session;
+      },
+      (err: unknown) => {
+        link.opening = undefined;
+        throw err;
+      },
+    );
+    return link.opening;
+  }
+
+  private async scan(): Promise<void> {
+    if (this.scanning || this.closed) return;
+    this.scanning = true;
+    try {
+      await Promise.all([...this.links.values()].map((link) => this.scanOne(link)));
+    } finally {
+      this.scanning = false;
+    }
+  }
+
+  private async scanOne(link: Link): Promise<void> {
+    try {
+      const session = await this.sessionOf(link);
+      const luns: IscsiLunFacts[] = [];
+      for (const decoded of await session.reportLuns()) {
+        if (decoded.lun === undefined) continue;
+        const lun = session.lun(decoded.lun);
+        const inquiry = await lun.inquiry();
+        // LUN 0 of many targets is the controller, not a disk.
+        if (inquiry.peripheralDeviceType !== 0 || inquiry.peripheralQualifier !== 0) continue;
+        const [ident, capacity, keys] = await Promise.all([lun.deviceIdentification(), lun.capacity(), lun.readKeys()]);
+        const distinct = [...new Set(keys.keys)];
+        const owner = distinct.length === 1 ? this.ownerOf(distinct[0]!) : undefined;
+        luns.push({
+          lun: decoded.lun,
+          ...(ident.naa ? { naa: ident.naa } : {}),
+          bytes: Number(capacity.bytes),
+          blockSize: capacity.blockSize,
+          vendor: inquiry.vendor,
+          product: inquiry.product,
+          keys: distinct.map(keyHex),
+          ...(owner ? { owner } : {}),
+        });
+      }
+      const capacityBytes = luns.reduce((s, l) => s + l.bytes, 0);
+      link.facts = {
+        name: link.config.name, portal: link.config.portal, target: link.config.target, accessible: true,
+        capacityBytes, freeBytes: luns.filter((l) => l.keys.length === 0).reduce((s, l) => s + l.bytes, 0), luns, scannedAt: new Date().toISOString(),
+      };
+    } catch (err) {
+      link.facts = { ...link.facts, accessible: false, error: (err as Error).message, scannedAt: new Date().toISOString() };
+    }
+  }
+}
+
+function leaseId(vm: string, disk: string): string {
+  return `${vm}\0${disk}`;
+}
+
+function round(ms: number): number {
+  return Math.round(ms * 100) / 100;
+}
+
+function remember<T>(list: T[], item: T): void {
+  list.push(item);
+  if (list.length > KEEP) list.splice(0, list.length - KEEP);
+}
+
+function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
+  return new Promise((resolve, reject) => {
+    const t = setTimeout(() => reject(new MotusError('MOTUS_E_TIMEOUT', `no answer within ${ms} ms`)), ms);
+    p.then((v) => (clearTimeout(t), resolve(v)), (e: unknown) => (clearTimeout(t), reject(e)));
+  });
+}
+
+export type { DiskLocation };

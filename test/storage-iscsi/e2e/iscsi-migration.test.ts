@@ -1,0 +1,270 @@
+/**
+ * A guest whose disk is a LUN of an iSCSI datastore (a real tgtd) writes
+ * numbered durable records while it moves A → B → A on an all-in-one site.
+ * Afterwards every record it reported acknowledged is read back from the LUN
+ * with our own initiator; the LUN's registered keys (its owner) are watched
+ * throughout.
+ */
+import { expect } from 'chai';
+import { readFileSync } from 'node:fs';
+import { MotusError, type HostInfo, type MigrationEvent, type VmInfo, type VmSpec } from '@motus/sdk';
+import { IscsiSession, diskUrl, keyHex, reservationKey, type IscsiHostFacts } from '@motus/storage-iscsi';
+import { guestKit, requireCommand, sleep, waitFor } from '../../support/index.js';
+import { qemuPidsOf, startSite, type TestSite } from '../../support/site.js';
+import { startTgt, type Tgt } from '../support/tgt.js';
+
+const RECORD = 4096;
+const LUN_MIB = 32;
+const TARGET = 'iqn.2026-01.org.motus.test:san1';
+const PLUGIN = '@motus/storage-iscsi';
+
+function siteYaml(tgt: Tgt): string {
+  return `
+site: iscsi-e2e
+migration:
+  maxBandwidthMiBps: 256
+  timeoutBaseSeconds: 60
+  timeoutSecondsPerGiB: 30
+hosts:
+  - name: host-a
+    memoryMiB: 1024
+  - name: host-b
+    memoryMiB: 1024
+  - name: host-c
+    memoryMiB: 1024
+plugins:
+  - package: '@motus/hv-qemu'
+  - package: '${PLUGIN}'
+    config:
+      datastores:
+        - name: san1
+          portal: '${tgt.portal}'
+          target: '${TARGET}'
+          hosts: [host-a, host-b]
+      leaseCheckMs: 1000
+      factsRefreshMs: 1000
+      commandTimeoutMs: 5000
+`;
+}
+
+const ACK = /MOTUS-DISK seq=(\d+)\s*$/;
+
+function acknowledged(logs: string[]): number[] {
+  const text = logs.map((p) => readFileSync(p, 'latin1')).join('');
+  return text
+    .split('\n')
+    .slice(0, -1)
+    .flatMap((line) => {
+      const m = ACK.exec(line);
+      return m ? [Number(m[1])] : [];
+    });
+}
+
+/** Checks record `seq` as the guest kit's motus-diskwriter lays it out (test/guest-kit/README.md). */
+function recordProblem(block: Buffer, seq: number): string | undefined {
+  if (block.subarray(0, 8).toString('latin1') !== 'MOTUSREC') return `block ${seq} holds no record`;
+  const stored = block.readBigUInt64LE(8);
+  if (stored !== BigInt(seq)) return `block ${seq} holds record ${stored}`;
+  let x = (BigInt(seq) * 0x9e3779b97f4a7c15n + 1n) & 0xffffffffffffffffn;
+  const mask = 0xffffffffffffffffn;
+  for (let i = 64; i < RECORD; i++) {
+    x ^= (x << 13n) & mask;
+    x ^= x >> 7n;
+    x ^= (x << 17n) & mask;
+    if (block[i] !== Number(x & 0xffn)) return `record ${seq} is torn at byte ${i}`;
+  }
+  return undefined;
+}
+
+function iscsiFacts(host: HostInfo | undefined): IscsiHostFacts | undefined {
+  return host?.plugins[PLUGIN] as IscsiHostFacts | undefined;
+}
+
+const KEY = { 'host-a': keyHex(reservationKey('host-a')), 'host-b': keyHex(reservationKey('host-b')) } as const;
+const nameOf = (key: bigint): string => Object.entries(KEY).find(([, k]) => k === keyHex(key))?.[0] ?? keyHex(key);
+
+describe('iSCSI datastore: a writing guest on a LUN migrates A → B → A (all-in-one site, QEMU, tgtd)', function () {
+  this.timeout(900_000);
+  let tgt: Tgt;
+  let site: TestSite | undefined;
+  let probe: IscsiSession;
+  let spec: VmSpec;
+  let naa: string;
+  const serialLogs: string[] = [];
+
+  const vmInfo = async (name: string): Promise<VmInfo> => {
+    const vm = (await site!.client.vms()).find((v) => v.name === name);
+    if (!vm) throw new Error(`VM ${name} is not in the inventory`);
+    return vm;
+  };
+  const hostsFacts = async () => new Map((await site!.client.hosts()).map((h) => [h.name, iscsiFacts(h)]));
+  /** Who is registered on the LUN, as the target itself says (READ KEYS through the test's own session). */
+  const owners = async (): Promise<string> => {
+    const { keys } = await probe.lun(1).readKeys();
+    return [...new Set(keys)].map(nameOf).sort().join('+') || '(none)';
+  };
+
+  before(async () => {
+    requireCommand('qemu-system-x86_64', 'qemu-system-x86');
+    requireCommand('setpriv', 'util-linux');
+    const kit = guestKit();
+    tgt = await startTgt();
+    await tgt.addTarget({ iqn: TARGET, lunsMiB: [LUN_MIB] });
+    probe = await IscsiSession.login({ portal: tgt.portal, targetIqn: TARGET, initiatorIqn: 'iqn.2026-01.org.motus.test:probe', commandTimeoutMs: 10_000 });
+    naa = (await probe.lun(1).deviceIdentification()).naa!;
+    spec = {
+      name: 'vm1',
+      memoryMiB: 192,
+      vcpus: 1,
+      boot: { kind: 'kernel', kernel: kit.kernel, initrd: kit.initrd, cmdline: kit.cmdline({ extra: ['motus.disk=/dev/vda:40'] }) },
+      disks: [{ id: 'disk0', path: diskUrl({ portal: tgt.portal, target: TARGET }, 1), format: 'raw' }],
+    };
+    site = await startSite(siteYaml(tgt));
+  });
+
+  after(async () => {
+    await site?.stop();
+    await probe?.logout().catch(() => undefined);
+    await tgt?.stop();
+  });
+
+  it('reports the LUN (NAA id, size) on host-a and host-b; host-c does not see san1', async () => {
+    const facts = await waitFor('scanned datastores', async () => {
+      const f = await hostsFacts();
+      return f.get('host-a')?.datastores[0]?.accessible && f.get('host-b')?.datastores[0]?.accessible ? f : undefined;
+    }, 30_000, 250);
+    for (const host of ['host-a', 'host-b'] as const) {
+      const ds = facts.get(host)!.datastores[0]!;
+      expect(ds).to.include({ name: 'san1', target: TARGET, accessible: true, capacityBytes: LUN_MIB << 20, freeBytes: LUN_MIB << 20 });
+      expect(ds.luns).to.have.length(1);
+      expect(ds.luns[0]).to.include({ lun: 1, naa, bytes: LUN_MIB << 20, blockSize: 512 });
+      expect(facts.get(host)!.key).to.equal(KEY[host]);
+    }
+    expect(facts.get('host-c')!.datastores).to.deep.equal([]);
+    expect(facts.get('host-c')!.notVisible).to.deep.equal(['san1']);
+  });
+
+  it('starts the guest on host-a, which then owns the LUN', async () => {
+    await site!.client.startVm(spec, 'host-a');
+    const vm = await vmInfo('vm1');
+    serialLogs.push(vm.serialLog!);
+    await waitFor('20 acknowledged disk records', () => (acknowledged(serialLogs).length >= 20 ? true : undefined), 180_000, 250);
+    expect(await owners()).to.equal('host-a');
+    const facts = await waitFor('facts naming the lease', async () => {
+      const f = await hostsFacts();
+      return f.get('host-a')?.leases.length === 1 ? f : undefined;
+    }, 15_000, 250);
+    expect(facts.get('host-a')!.leases[0]).to.include({ vm: 'vm1', disk: 'disk0', datastore: 'san1', lun: 1, naa });
+    expect(facts.get('host-b')!.leases).to.deep.equal([]);
+    await waitFor('the owner in the LUN facts', async () => ((await hostsFacts()).get('host-b')?.datastores[0]?.luns[0]?.owner === 'host-a' ? true : undefined), 15_000, 250);
+  });
+
+  it('refuses a second VM on the same LUN on host-b while host-a owns it', async () => {
+    const err = await site!.client.startVm({ ...spec, name: 'vm1-twin' }, 'host-b').then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err, 'the twin must not start').to.be.instanceOf(MotusError);
+    expect((err as MotusError).message).to.include('host-a');
+    expect(JSON.stringify((err as MotusError).toJSON())).to.include('MOTUS_E_ISCSI_LUN_HELD');
+    console.log(`      twin refused: ${(err as MotusError).message}`);
+    expect(await qemuPidsOf('vm1-twin')).to.deep.equal([]);
+    expect(await owners()).to.equal('host-a');
+  });
+
+  it('vetoes a migration to host-c, naming the LUN and the host', async () => {
+    const err = await site!.client.migrate({ vm: 'vm1', destination: 'host-c' }).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).to.be.instanceOf(MotusError);
+    expect((err as MotusError).code).to.equal('MOTUS_E_MIGRATION_VETOED');
+    expect((err as MotusError).message).to.include('host-c').and.include('LUN 1').and.include(naa);
+    console.log(`      veto: ${(err as MotusError).message}`);
+    expect((await vmInfo('vm1')).host).to.equal('host-a');
+  });
+
+  for (const [from, to] of [['host-a', 'host-b'], ['host-b', 'host-a']] as const) {
+    it(`migrates ${from} → ${to} while the guest writes; the LUN passes from ${from} to ${to}`, async () => {
+      const before = acknowledged(serialLogs).length;
+      const seen: string[] = [];
+      let watching = true;
+      const watcher = (async () => {
+        while (watching) {
+          const o = await owners().catch((e: unknown) => `error ${(e as Error).message}`);
+          if (seen.at(-1) !== o) seen.push(o);
+          await sleep(10);
+        }
+      })();
+      const summary = await site!.client.migrate({ vm: 'vm1', destination: to });
+      const events: MigrationEvent[] = [];
+      for await (const event of site!.client.migrationEvents(summary.id)) events.push(event);
+      watching = false;
+      await watcher;
+      const last = events.at(-1)!;
+      expect(last.type, JSON.stringify(events.filter((e) => e.type !== 'progress'))).to.equal('completed');
+      const completed = last as Extract<MigrationEvent, { type: 'completed' }>;
+      const vm = await vmInfo('vm1');
+      expect([vm.host, vm.state]).to.deep.equal([to, 'running']);
+      serialLogs.push(vm.serialLog!);
+      // Never two owners; the only states are from, nobody (between give and take), to.
+      const allowed = [from, '(none)', to];
+      for (const o of seen) expect(allowed, `owners ${seen.join(' → ')}`).to.include(o);
+      expect(seen[0]).to.equal(from);
+      expect(seen.at(-1)).to.equal(to);
+      expect(await owners()).to.equal(to);
+      const facts = await waitFor('facts after the move', async () => {
+        const f = await hostsFacts();
+        return f.get(to)?.leases.length === 1 && f.get(from)?.leases.length === 0 && (f.get(from)?.releases.length ?? 0) > 0 ? f : undefined;
+      }, 15_000, 250);
+      const taken = facts.get(to)!.leases[0]!;
+      const given = facts.get(from)!.releases.at(-1)!;
+      await waitFor('the guest to go on writing on the destination', () => (acknowledged(serialLogs).length >= before + 40 ? true : undefined), 180_000, 250);
+      console.log(
+        `      ${from} → ${to}: downtime ${completed.downtimeMs} ms, LUN given in ${given.ms} ms (${given.commands} commands) + taken in ${taken.acquireMs} ms (${taken.commands} commands), total ${completed.totalTimeMs} ms; owners ${seen.join(' → ')}`,
+      );
+    });
+  }
+
+  it('has every acknowledged record on the LUN, read back with our initiator', async () => {
+    await site!.client.stopVm('vm1');
+    await waitFor('vm1 to end', async () => ((await qemuPidsOf('vm1')).length === 0 ? true : undefined), 20_000);
+    await waitFor('the LUN to be released', async () => ((await owners()) === '(none)' ? true : undefined), 10_000);
+    const acks = acknowledged(serialLogs);
+    expect(acks.length).to.be.greaterThan(100);
+    acks.forEach((seq, i) => expect(seq, 'acknowledged in order, none skipped').to.equal(i + 1));
+    const lun = probe.lun(1);
+    const blocksPerRecord = RECORD / 512;
+    const last = acks.at(-1)!;
+    const image = await lun.read(0, (last + 1) * blocksPerRecord);
+    const problems = acks.flatMap((seq) => recordProblem(image.subarray(seq * RECORD, (seq + 1) * RECORD), seq) ?? []);
+    expect(problems).to.deep.equal([]);
+    console.log(`      ${acks.length} acknowledged records verified on the LUN`);
+  });
+
+  it('stops the guest at once when its host loses the LUN (QEMU killed, loss in the facts)', async () => {
+    await site!.client.startVm(spec, 'host-b');
+    const vm = await vmInfo('vm1');
+    const log = [vm.serialLog!];
+    await waitFor('records on host-b', () => (acknowledged(log).length >= 5 ? true : undefined), 180_000, 250);
+    expect(await owners()).to.equal('host-b');
+    // Another initiator preempts host-b's registration, as a wrongful takeover would.
+    const key = 0x7e57n;
+    const lun = probe.lun(1);
+    await lun.registerAndIgnore(key);
+    const t = performance.now();
+    await lun.preempt(key, reservationKey('host-b'), 'WRITE_EXCLUSIVE_REGISTRANTS_ONLY');
+    await waitFor('the QEMU of vm1 to be killed', async () => ((await qemuPidsOf('vm1')).length === 0 ? true : undefined), 20_000, 100);
+    const fencedMs = Math.round(performance.now() - t);
+    const facts = await waitFor('the loss in host-b facts', async () => {
+      const f = (await hostsFacts()).get('host-b');
+      return f && f.lost.length > 0 ? f : undefined;
+    }, 15_000, 250);
+    expect(facts.lost.at(-1)).to.include({ vm: 'vm1', disk: 'disk0', datastore: 'san1', lun: 1 });
+    expect(facts.lost.at(-1)!.fenced).to.deep.equal([vm.pid]);
+    expect(facts.leases).to.deep.equal([]);
+    await waitFor('vm1 to be marked crashed', async () => ((await vmInfo('vm1')).state === 'crashed' ? true : undefined), 15_000, 250);
+    await lun.unregister(key);
+    console.log(`      registration preempted → QEMU killed in ${fencedMs} ms (lease check every 1000 ms)`);
+  });
+});
