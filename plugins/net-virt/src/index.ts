@@ -1,3 +1,5 @@
+import { mkdirSync } from 'node:fs';
+import { join } from 'node:path';
 import { definePlugin, MotusError, NetworkProviderToken } from '@motus/sdk';
 import { netVirtConfigSchema, type NetVirtConfig } from './config.js';
 import { HostSwitch } from './host-switch.js';
@@ -28,7 +30,8 @@ interface LocatePayload {
 
 interface CapturePayload {
   target: string;
-  path: string;
+  /** A file name; the capture is written in the plugin's captures folder on that host. */
+  name: string;
   durationMs: number;
 }
 
@@ -58,10 +61,12 @@ export default definePlugin<NetVirtConfig>({
       ctx.handle('mac-table', async () => hostSwitch.sw.macEntries());
       ctx.handle('capture', async (payload) => {
         const p = payload as Partial<CapturePayload> | null;
-        if (typeof p?.target !== 'string' || typeof p.path !== 'string' || typeof p.durationMs !== 'number') {
-          throw payloadError('capture', '{ target: string, path: string, durationMs: number }');
+        if (typeof p?.target !== 'string' || typeof p.name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(p.name) || typeof p.durationMs !== 'number') {
+          throw payloadError('capture', '{ target: string, name: a plain file name, durationMs: number }');
         }
-        return hostSwitch.capture(p.target, p.path, p.durationMs);
+        // The server names the file only: an agent call must not write anywhere on the host.
+        mkdirSync(join(ctx.stateDir, 'captures'), { recursive: true });
+        return hostSwitch.capture(p.target, join(ctx.stateDir, 'captures', p.name), p.durationMs);
       });
       if (!ctx.config.hosts[host] && Object.keys(ctx.config.hosts).length > 0) {
         ctx.logger.warn('this host has no VXLAN endpoint in the net-virt config: its switch has no uplink', { host });
