@@ -254,7 +254,10 @@ describe('iSCSI datastore: a writing guest on a LUN migrates A → B → A (all-
     await lun.registerAndIgnore(key);
     const t = performance.now();
     await lun.preempt(key, reservationKey('host-b'), 'WRITE_EXCLUSIVE_REGISTRANTS_ONLY');
-    await waitFor('the QEMU of vm1 to be killed', async () => ((await qemuPidsOf('vm1')).length === 0 ? true : undefined), 20_000, 100);
+    await waitFor('the QEMU of vm1 to be killed', async () => ((await qemuPidsOf('vm1')).length === 0 ? true : undefined), 20_000, 100).catch((err: unknown) => {
+      const log = site!.output().split('\n').filter((l) => /LUN|iSCSI|lease/.test(l)).slice(-20).join('\n');
+      throw new Error(`${(err as Error).message}; keys ${keyHex(key)} preempted host-b; the site's iSCSI log lines:\n${log}`);
+    });
     const fencedMs = Math.round(performance.now() - t);
     const facts = await waitFor('the loss in host-b facts', async () => {
       const f = (await hostsFacts()).get('host-b');
