@@ -12,6 +12,7 @@ export { CpuModels, parseCpuString, formatCpuString, type CpuSpec } from './cpu-
 export { hostCpuFacts, factsOf, type LabLimits } from './host-facts.js';
 export { computeBaseline, effectiveCpu, baselineImpact, type BaselineSetting, type ClusterBaseline, type BaselineImpact } from './baseline.js';
 export { judge, isVendorNeutral } from './verdict.js';
+export { verdictMatrix, type VerdictMatrix } from './matrix.js';
 export { CpuPolicy, PLUGIN_NAME, type HostAccess } from './server-cpu.js';
 export { CpuCompatConfigSchema, type CpuCompatConfig } from './config.js';
 

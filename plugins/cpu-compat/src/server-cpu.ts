@@ -4,6 +4,7 @@ import type { CpuCompatConfig } from './config.js';
 import { CpuModels } from './cpu-spec.js';
 import { factsOf } from './host-facts.js';
 import type { CpuCatalog } from './qemu-report.js';
+import { verdictMatrix, type VerdictMatrix } from './matrix.js';
 import { judge } from './verdict.js';
 
 export const PLUGIN_NAME = '@motus/cpu-compat';
@@ -64,10 +65,10 @@ export class CpuPolicy implements CpuCompatPolicy {
   }
 
   /** Every VM against every host: the dry run behind a cluster matrix. */
-  async matrix(vms: ReadonlyArray<{ name: string; cpuModel?: string }>, hosts: readonly string[]): Promise<Array<{ vm: string; verdicts: CpuVerdict[] }>> {
+  async matrix(vms: ReadonlyArray<{ name: string; cpuModel?: string }>, hosts: readonly string[]): Promise<VerdictMatrix> {
     const facts = await Promise.all(hosts.map((h) => this.access.facts(h)));
     const models = await this.modelsFor(hosts[0]!, facts[0]!);
-    return vms.map((vm) => ({ vm: vm.name, verdicts: facts.map((f) => judge(models, vm.cpuModel ?? this.config.defaultCpu, f, vm.name)) }));
+    return verdictMatrix(models, vms, facts, this.config.defaultCpu);
   }
 
   /** The validate tap: the VM's recorded CPU against the destination, then the cluster baseline. */

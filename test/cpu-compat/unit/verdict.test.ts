@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { CpuPolicy, CpuCompatConfigSchema, judge, type CpuCatalog } from '@motus/cpu-compat';
+import { CpuPolicy, CpuCompatConfigSchema, judge, verdictMatrix, type CpuCatalog } from '@motus/cpu-compat';
 import type { HostCpuFacts, HostInfo, MigrationHookContext, VmInfo } from '@motus/sdk';
 import { modelledHost, recordedModels, recordedReport } from '../support/fixtures.js';
 
@@ -103,8 +103,24 @@ describe('cpu-compat: the validate tap (hosts faked, logic real)', () => {
     expect(await p.effectiveCpu({ hide: ['aes'] })).to.equal('Westmere-v2,-aes');
     expect((await p.check('Skylake-Server-v5', 'host-b')).compatible).to.equal(false);
     const matrix = await p.matrix([{ name: 'a', cpuModel: 'Westmere-v2' }, { name: 'b', cpuModel: 'Skylake-Server-v5' }], ['host-a', 'host-b']);
-    expect(matrix.map((row) => row.verdicts.map((v) => v.compatible))).to.deep.equal([[true, true], [true, false]]);
+    expect([0, 1].map((v) => [0, 1].map((h) => matrix.can(v, h)))).to.deep.equal([[true, true], [true, false]]);
+    expect(matrix.explain(1, 1).missing).to.include('avx512f');
     const named = policy({ baseline: 'Skylake-Server-v5' });
     expect((await named.baseline()).refused.map((r) => r.host)).to.deep.equal(['host-b']);
+  });
+});
+
+describe('cpu-compat: the verdict matrix', () => {
+  it('agrees with one verdict per cell, for every generation against every other', () => {
+    const names = ['Nehalem-v1', 'Westmere-v2', 'SandyBridge-v2', 'IvyBridge-v2', 'Haswell-v4', 'Broadwell-v4', 'Skylake-Server-v5', 'Cascadelake-Server-v5', 'Icelake-Server-v7', 'SapphireRapids-v3', 'EPYC-v4', 'EPYC-Rome-v4', 'EPYC-Milan-v2', 'EPYC-Genoa-v1'];
+    const hosts = names.map((n) => modelledHost(`h-${n}`, n));
+    const vms: Array<{ name: string; cpuModel?: string }> = [...names.map((n) => ({ name: `vm-${n}`, cpuModel: n })), { name: 'masked', cpuModel: 'Haswell-v4,-avx2,-fma' }, { name: 'default' }];
+    const matrix = verdictMatrix(models, vms, hosts, 'qemu64,-svm');
+    expect(matrix.distinctHosts).to.equal(names.length);
+    vms.forEach((vm, v) =>
+      hosts.forEach((h, i) => expect(matrix.can(v, i), `${vm.name} on ${h.host}`).to.equal(judge(models, vm.cpuModel ?? 'qemu64,-svm', h).compatible)),
+    );
+    expect(matrix.can(names.indexOf('Haswell-v4'), names.indexOf('IvyBridge-v2'))).to.equal(false);
+    expect(matrix.can(names.indexOf('IvyBridge-v2'), names.indexOf('Haswell-v4'))).to.equal(true);
   });
 });
