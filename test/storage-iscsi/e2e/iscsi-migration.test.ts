@@ -23,8 +23,9 @@ function siteYaml(tgt: Tgt): string {
 site: iscsi-e2e
 migration:
   maxBandwidthMiBps: 256
-  timeoutBaseSeconds: 60
-  timeoutSecondsPerGiB: 30
+  # A stalled migration (the rollback test freezes its destination) ends within ~22 s.
+  timeoutBaseSeconds: 20
+  timeoutSecondsPerGiB: 10
 hosts:
   - name: host-a
     memoryMiB: 1024
@@ -225,6 +226,51 @@ describe('iSCSI datastore: a writing guest on a LUN migrates A → B → A (all-
       );
     });
   }
+
+  it('rolls back after the LUN moved: the frozen destination gives it back and the source resumes writing', async () => {
+    const source = await vmInfo('vm1');
+    expect(source.host).to.equal('host-a');
+    const seen: string[] = [];
+    let watching = true;
+    let frozen: number | undefined;
+    // Freeze the destination QEMU as soon as host-b owns the LUN: the final state
+    // cannot arrive, and the migration times out after the switchover moved the LUN.
+    const watcher = (async () => {
+      while (watching) {
+        const o = await owners().catch((e: unknown) => `error ${(e as Error).message}`);
+        if (seen.at(-1) !== o) seen.push(o);
+        if (frozen === undefined && o === 'host-b') {
+          const destination = (await qemuPidsOf('vm1')).filter((pid) => pid !== source.pid);
+          if (destination.length === 1) {
+            frozen = destination[0]!;
+            process.kill(frozen, 'SIGSTOP');
+          }
+        }
+        await sleep(2);
+      }
+    })();
+    const before = acknowledged(serialLogs).at(-1)!;
+    const summary = await site!.client.migrate({ vm: 'vm1', destination: 'host-b' });
+    const events: MigrationEvent[] = [];
+    for await (const event of site!.client.migrationEvents(summary.id)) events.push(event);
+    watching = false;
+    await watcher;
+    const types = events.map((e) => e.type).filter((t) => t !== 'progress');
+    expect(frozen, `the destination was frozen (owners ${seen.join(' → ')})`).to.be.a('number');
+    expect(types.slice(-2), types.join(',')).to.deep.equal(['failed', 'rolled-back']);
+    expect(types).to.include('switchover');
+    const vm = await vmInfo('vm1');
+    expect([vm.host, vm.state]).to.deep.equal(['host-a', 'running']);
+    expect(await qemuPidsOf('vm1'), 'the frozen destination was stopped').to.deep.equal([source.pid]);
+    expect(await owners()).to.equal('host-a');
+    for (const o of seen) expect(['host-a', '(none)', 'host-b'], `owners ${seen.join(' → ')}`).to.include(o);
+    expect(seen.filter((o) => o !== '(none)'), `owners ${seen.join(' → ')}`).to.deep.equal(['host-a', 'host-b', 'host-a']);
+    await waitFor('the guest to go on writing on host-a', () => (acknowledged(serialLogs).at(-1)! >= before + 20 ? true : undefined), 180_000, 250);
+    const failed = events.find((e) => e.type === 'failed') as Extract<MigrationEvent, { type: 'failed' }>;
+    console.log(
+      `      rollback in ${failed.phase}: failed → rolled-back ${Date.parse(events.at(-1)!.at) - Date.parse(failed.at)} ms; owners ${seen.join(' → ')}; ${failed.error.message}`,
+    );
+  });
 
   it('has every acknowledged record on the LUN, read back with our initiator', async () => {
     await site!.client.stopVm('vm1');
