@@ -14,6 +14,7 @@ export { computeBaseline, effectiveCpu, baselineImpact, type BaselineSetting, ty
 export { judge, isVendorNeutral } from './verdict.js';
 export { verdictMatrix, type VerdictMatrix } from './matrix.js';
 export { CpuPolicy, PLUGIN_NAME, type HostAccess } from './server-cpu.js';
+export { AgentCpu } from './agent-cpu.js';
 export { CpuCompatConfigSchema, type CpuCompatConfig } from './config.js';
 
 export const PLUGIN_VERSION = '0.1.0';
