@@ -84,9 +84,10 @@ export class CpuPolicy implements CpuCompatPolicy {
         data: { host, cpu },
       };
     }
+    const source = factsOf(c.source.plugins, PLUGIN_NAME);
     let verdict: CpuVerdict;
     try {
-      verdict = judge(await this.modelsFor(host, reported), cpu, reported, c.vm.name);
+      verdict = judge(await this.modelsFor(host, reported), cpu, reported, c.vm.name, 'error' in source ? undefined : source);
     } catch (err) {
       const e = MotusError.from(err);
       return { plugin: PLUGIN_NAME, code: e.code, reason: `VM ${c.vm.name}'s CPU ${cpu} cannot be judged: ${e.message}`, data: { host, cpu, ...e.data } };

@@ -23,12 +23,20 @@ function fallbacks(models: CpuModels, host: HostCpuFacts, vendor: string, limit 
 /**
  * Judges a VM's CPU against a host. The VM's CPU is its recorded `-cpu` value, so
  * the answer is the same before the first start and after any number of moves.
+ * `runningOn`, the host where the VM runs now, narrows the CPU to what that host
+ * gave it: QEMU (without `enforce`) starts a model whose features the host lacks
+ * with those features off, so the guest never saw them and need not find them on
+ * the destination (qemu64's svm on an Intel KVM host, say).
  */
-export function judge(models: CpuModels, cpu: string | CpuSpec, host: HostCpuFacts, vm?: string): CpuVerdict {
+export function judge(models: CpuModels, cpu: string | CpuSpec, host: HostCpuFacts, vm?: string, runningOn?: HostCpuFacts): CpuVerdict {
   const spec = typeof cpu === 'string' ? parseCpuString(cpu) : cpu;
   const text = formatCpuString(spec);
   const model = models.model(spec.model);
   const wanted = models.features(spec);
+  if (runningOn) {
+    const given = new Set(runningOn.features);
+    for (const f of wanted) if (!given.has(f)) wanted.delete(f);
+  }
   const provided = new Set(host.features);
   const missing = [...wanted].filter((f) => !provided.has(f)).sort();
   const who = vm ? `VM ${vm} (CPU ${text})` : `CPU ${text}`;

@@ -39,6 +39,16 @@ describe('cpu-compat: verdicts', () => {
     expect(judge(models, 'qemu64', rome).compatible).to.equal(true);
   });
 
+  it('counts only the features the current host gave the guest', () => {
+    const ivy2 = modelledHost('host-ivy2', 'IvyBridge-v2');
+    // Started on an Intel host, qemu64 runs without svm, so another Intel host will do.
+    expect(judge(models, 'qemu64', ivy2, 'vm', ivy).compatible).to.equal(true);
+    // Started on an AMD host the guest has svm, which the Intel host lacks (and the vendors differ in name only for qemu64).
+    expect(judge(models, 'qemu64', ivy2, 'vm', rome).missing).to.deep.equal(['svm']);
+    // Features the source gave are still required.
+    expect(judge(models, 'Haswell-v4', ivy2, 'vm', modelledHost('hsw', 'Haswell-v4')).missing).to.include('avx2');
+  });
+
   it('accepts a CPU within the host', () => {
     const v = judge(models, 'IvyBridge-v2,-avx', ivy);
     expect(v).to.deep.include({ compatible: true, missing: [], cpu: 'IvyBridge-v2,-avx' });
@@ -73,7 +83,9 @@ describe('cpu-compat: the validate tap (hosts faked, logic real)', () => {
 
   it('lets a VM whose CPU the destination provides through; a VM without cpuModel is judged as the default CPU', async () => {
     expect(await policy().validate(ctx('Westmere-v2', hosts['host-b']))).to.equal(undefined);
-    expect((await policy().validate(ctx(undefined, hosts['host-b'])))?.reason).to.contain('CPU qemu64').and.contain('svm');
+    const fromAmd = { ...ctx(undefined, hosts['host-b']), source: hostInfo('host-a', modelledHost('host-a', 'EPYC-v4')) };
+    expect((await policy().validate(fromAmd))?.reason).to.contain('CPU qemu64').and.contain('svm');
+    expect(await policy().validate(ctx(undefined, hosts['host-b']))).to.equal(undefined);
     expect(await policy({ defaultCpu: 'qemu64,-svm' }).validate(ctx(undefined, hosts['host-b']))).to.equal(undefined);
   });
 
