@@ -13,6 +13,12 @@ export const QemuPluginConfigSchema = z
     startTimeoutMs: z.number().int().positive().default(15_000),
     /** Time limit for the KVM probe guest to print its marker. */
     probeTimeoutMs: z.number().int().positive().default(5_000),
+    /**
+     * Initiator name QEMU's libiscsi logs in with for iscsi:// disks, `{host}` being
+     * this host's name (targets that admit hosts by name need it); QEMU's default
+     * (iqn.2008-11.org.linux-kvm:<vm>) when absent.
+     */
+    iscsiInitiatorName: z.string().regex(/^(iqn\.|eui\.|naa\.)\S+$/, 'an iSCSI name starts with iqn., eui. or naa.').optional(),
   })
   .strict();
 

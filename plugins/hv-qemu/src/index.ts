@@ -26,7 +26,12 @@ const plugin: PluginDefinition<QemuPluginConfig> = definePlugin<QemuPluginConfig
   roles: ['agent'],
   configSchema: QemuPluginConfigSchema,
   setup(ctx) {
-    const driver = new QemuDriver({ ...ctx.config, logger: ctx.logger });
+    const { iscsiInitiatorName, ...config } = ctx.config;
+    const driver = new QemuDriver({
+      ...config,
+      ...(iscsiInitiatorName ? { iscsiInitiatorName: iscsiInitiatorName.replaceAll('{host}', (ctx.host ?? '').toLowerCase().replace(/[^a-z0-9.-]/g, '-')) } : {}),
+      logger: ctx.logger,
+    });
     ctx.provide(HypervisorDriverToken, driver);
     ctx.onDispose(() => driver.dispose());
   },

@@ -18,6 +18,8 @@ export interface QemuDriverOptions {
   /** For the KVM probe guest to print its marker. */
   probeTimeoutMs?: number;
   logger?: Logger;
+  /** Initiator name for iscsi:// disks (libiscsi's `-iscsi initiator-name=`). */
+  iscsiInitiatorName?: string;
   /** Environment read for MOTUS_ACCEL; process.env by default. */
   env?: NodeJS.ProcessEnv;
 }
@@ -57,7 +59,7 @@ export class QemuDriver implements HypervisorDriver {
     const qemuPath = requireQemu(this.binary);
     const facts = await this.probe();
     const accelerator = facts.accelerator === 'kvm' ? 'kvm' : 'tcg';
-    const argv = buildQemuArgv(spec, options, accelerator);
+    const argv = buildQemuArgv(spec, options, accelerator, this.options.iscsiInitiatorName);
     const files = runFiles(options.runDir);
     const qmpTimeoutMs = this.options.qmpTimeoutMs ?? DEFAULT_QMP_TIMEOUT_MS;
     const { process, qmp } = await startQemu({

@@ -112,7 +112,7 @@ export function runtimeArgs(name: string, files: RunFiles, incoming: boolean): s
 }
 
 /** The whole argv (without the binary) for one VM. */
-export function buildQemuArgv(spec: VmSpec, options: LaunchOptions, accelerator: Accelerator): string[] {
+export function buildQemuArgv(spec: VmSpec, options: LaunchOptions, accelerator: Accelerator, iscsiInitiatorName?: string): string[] {
   if (!Number.isInteger(spec.memoryMiB) || spec.memoryMiB < 1) throw invalid(`memoryMiB must be a positive integer, got ${spec.memoryMiB}`, { field: 'memoryMiB' });
   if (!Number.isInteger(spec.vcpus) || spec.vcpus < 1) throw invalid(`vcpus must be a positive integer, got ${spec.vcpus}`, { field: 'vcpus' });
   const files = runFiles(options.runDir);
@@ -128,6 +128,7 @@ export function buildQemuArgv(spec: VmSpec, options: LaunchOptions, accelerator:
     ...machineArgs(spec, accelerator),
     ...bootArgs(spec),
     ...disks.flatMap((disk, i) => diskArgs(disk, i)),
+    ...(iscsiInitiatorName && disks.some((d) => d.path.startsWith('iscsi://')) ? ['-iscsi', `initiator-name=${e(iscsiInitiatorName)}`] : []),
     ...nics.flatMap((nic) => nicArgs(nic, attachments.get(nic.id))),
   ];
 }
