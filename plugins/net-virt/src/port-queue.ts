@@ -11,6 +11,9 @@ export interface FrameSink {
   write(data: Buffer): boolean;
   /** Whether a previous write is still waiting for 'drain'. */
   readonly writableNeedDrain: boolean;
+  /** Optional batching (net.Socket has both): writes between them go out in one writev. */
+  cork?(): void;
+  uncork?(): void;
 }
 
 export interface PortQueueLimits {
@@ -31,6 +34,7 @@ export class PortQueue {
   private head = 0;
   private queuedBytes = 0;
   private sink: FrameSink | undefined;
+  private corked = false;
   private counters = { txFrames: 0, txBytes: 0, dropped: 0 };
 
   constructor(
@@ -55,6 +59,15 @@ export class PortQueue {
       return false;
     }
     if (this.head === this.queue.length && !sink.writableNeedDrain) {
+      // Frames forwarded while one input chunk is processed leave in one system call.
+      if (!this.corked && sink.cork && sink.uncork) {
+        this.corked = true;
+        sink.cork();
+        queueMicrotask(() => {
+          this.corked = false;
+          sink.uncork!();
+        });
+      }
       this.counters.txFrames++;
       this.counters.txBytes += frame.length;
       sink.write(this.encode(frame));
