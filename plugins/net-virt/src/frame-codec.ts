@@ -104,7 +104,7 @@ export class FrameDecoder {
       offset = start + length;
       if (length === 0) errors.push({ kind: 'empty', length: 0 });
       else if (length < MIN_FRAME_BYTES) errors.push({ kind: 'runt', length });
-      // Copied: the chunk's memory is reused by the socket once we return.
+      // Copied: a view would pin the whole read chunk (up to 64 KiB) while the frame waits in a port queue.
       else frames.push(Buffer.from(data.subarray(start, offset)));
     }
     if (offset < data.length) {
