@@ -35,6 +35,8 @@ hosts:
     memoryMiB: 1024
 plugins:
   - package: '@motus/hv-qemu'
+    config:
+      iscsiInitiatorName: 'iqn.2026-01.org.motus:{host}'
   - package: '${PLUGIN}'
     config:
       datastores:
@@ -151,6 +153,9 @@ describe('iSCSI datastore: a writing guest on a LUN migrates A → B → A (all-
     serialLogs.push(vm.serialLog!);
     await waitFor('20 acknowledged disk records', () => (acknowledged(serialLogs).length >= 20 ? true : undefined), 180_000, 250);
     expect(await owners()).to.equal('host-a');
+    // QEMU's own session uses the name the site gives host-a (tgt lists each I_T nexus's initiator).
+    const nexuses = [...(await tgt.tgtadm(['--lld', 'iscsi', '--mode', 'target', '--op', 'show'])).matchAll(/Initiator: (\S+)/g)].map((m) => m[1]);
+    expect(nexuses.filter((n) => n === 'iqn.2026-01.org.motus:host-a'), nexuses.join(', ')).to.have.length(2);
     const facts = await waitFor('facts naming the lease', async () => {
       const f = await hostsFacts();
       return f.get('host-a')?.leases.length === 1 ? f : undefined;
