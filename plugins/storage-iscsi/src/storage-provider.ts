@@ -142,6 +142,7 @@ export class IscsiStorageProvider implements StorageProvider {
   /** First scan, then the periodic scan and lease check. A datastore that cannot be reached is a fact, not a failure. */
   async start(): Promise<void> {
     await this.scan();
+    await this.dropStaleRegistrations();
     const every = (ms: number, fn: () => Promise<void>) => {
       const t = setInterval(() => void fn().catch((err: unknown) => this.options.logger.warn('iSCSI background task failed', { error: (err as Error).message })), ms);
       t.unref();
@@ -268,6 +269,29 @@ export class IscsiStorageProvider implements StorageProvider {
     this.leases.set(id, lease);
     if (known) known.keys = [keyHex(this.key)], known.owner = this.options.host;
     this.options.logger.info('LUN taken', { vm, disk: disk.id, datastore: lease.datastore, lun: lease.lun, naa: lease.naa, ms: lease.acquireMs, droppedOwnStale: r.droppedOwnStale });
+  }
+
+  /**
+   * A starting agent holds no lease, and this host's earlier QEMUs died with its
+   * earlier agent (they run under --pdeathsig KILL), so any registration of our
+   * key is stale: give it back, so a crashed host does not keep its VMs' LUNs
+   * from being started elsewhere once its agent is back.
+   */
+  private async dropStaleRegistrations(): Promise<void> {
+    const mine = keyHex(this.key);
+    for (const link of this.links.values()) {
+      for (const lun of link.facts.luns.filter((l) => l.keys.includes(mine))) {
+        try {
+          const session = await this.sessionOf(link);
+          await giveLun(session.lun(lun.lun), this.key);
+          lun.keys = lun.keys.filter((k) => k !== mine);
+          delete lun.owner;
+          this.options.logger.warn('gave back a LUN registration left by an earlier run of this host', { datastore: link.config.name, lun: lun.lun, naa: lun.naa });
+        } catch (err) {
+          this.options.logger.warn('could not give back a stale LUN registration', { datastore: link.config.name, lun: lun.lun, error: (err as Error).message });
+        }
+      }
+    }
   }
 
   private async checkLeases(): Promise<void> {

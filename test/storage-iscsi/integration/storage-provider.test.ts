@@ -24,7 +24,7 @@ describe('storage-iscsi StorageProvider against tgtd (integration)', function ()
 
   const provider = async (host: string): Promise<IscsiStorageProvider> => {
     const config = IscsiPluginConfigSchema.parse({
-      datastores: [{ name: 'san1', portal: tgt.portal, target: TARGET, hosts: ['host-a', 'host-b'] }],
+      datastores: [{ name: 'san1', portal: tgt.portal, target: TARGET, hosts: ['host-a', 'host-b', 'host-c-crash'] }],
       leaseCheckMs: 300,
       factsRefreshMs: 60_000,
       commandTimeoutMs: 5_000,
@@ -116,6 +116,35 @@ describe('storage-iscsi StorageProvider against tgtd (integration)', function ()
     expect(a.facts().lost.at(-1)).to.include({ vm: 'vm1', disk: 'disk0', lun: 1 });
     await probe.lun(1).unregister(key);
     fenced.length = 0;
+  });
+
+  it('gives back, when its agent starts again, a registration its earlier run left behind', async () => {
+    const crashed = await provider('host-c-crash');
+    await crashed.acquire('vm9', [disk2]);
+    expect(await keys(2)).to.deep.equal([keyHex(reservationKey('host-c-crash'))]);
+    // Closing without release is what a killed agent leaves: its key on the LUN.
+    await crashed.close();
+    expect(await keys(2)).to.deep.equal([keyHex(reservationKey('host-c-crash'))]);
+    const again = await provider('host-c-crash');
+    expect(await keys(2)).to.deep.equal([]);
+    expect(again.facts().datastores[0]!.luns.find((l) => l.lun === 2)!.keys).to.deep.equal([]);
+  });
+
+  it('logs in with CHAP; a wrong secret leaves the datastore inaccessible with the reason in the facts', async () => {
+    const chapTarget = 'iqn.2026-01.org.motus.test:chap';
+    await tgt.addTarget({ iqn: chapTarget, lunsMiB: [4], chap: { user: 'motus', secret: 'secret-0123456789' } });
+    const make = async (secret: string) => {
+      const config = IscsiPluginConfigSchema.parse({ datastores: [{ name: 'sanchap', portal: tgt.portal, target: chapTarget, chap: { user: 'motus', secret } }], factsRefreshMs: 60_000 });
+      const p = new IscsiStorageProvider({ host: 'host-a', config, logger: quiet, fence: () => [] });
+      await p.start();
+      providers.push(p);
+      return p.facts().datastores[0]!;
+    };
+    const good = await make('secret-0123456789');
+    expect(good).to.include({ accessible: true, capacityBytes: 4 << 20 });
+    const bad = await make('wrong-secret-xyz');
+    expect(bad.accessible).to.equal(false);
+    expect(bad.error).to.match(/CHAP|auth/i);
   });
 
   it('keeps its LUN across a target restart (registrations forgotten) and across a reconnection', async () => {
