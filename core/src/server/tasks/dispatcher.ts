@@ -23,15 +23,19 @@ export interface DispatcherOptions {
 /**
  * The queue and its dispatch rule. High tasks go before normal ones, first come
  * first served within a level, except for the no-starvation rule. A task that does
- * not fit is parked on the resource that is full, and comes back only when that
- * resource frees a slot; so each dispatch costs work for the tasks that might
- * start, not for the whole queue.
+ * not fit is parked on the resource that is full. When that resource frees a slot,
+ * its best parked task (same order, same rule) comes back, one at a time until the
+ * slot is taken: each dispatch costs work for the few tasks that might start, not
+ * for the whole queue.
  */
 export class Dispatcher<T extends Dispatchable> {
   private readonly ready: Record<Priority, MinHeap<T>> = { high: new MinHeap(), normal: new MinHeap() };
-  private readonly parked = new Map<string, T[]>();
+  private readonly parked = new Map<string, Record<Priority, MinHeap<T>>>();
   private readonly parkedOn = new Map<string, string>();
+  /** The key whose freed slot brought a task back to the ready heaps. */
+  private readonly wokenBy = new Map<string, string>();
   private readonly queued = new Map<string, T>();
+  private normalQueued = 0;
   private highRun = 0;
 
   constructor(
@@ -45,13 +49,17 @@ export class Dispatcher<T extends Dispatchable> {
 
   enqueue(task: T): void {
     this.queued.set(task.id, task);
+    if (task.priority === 'normal') this.normalQueued += 1;
     this.ready[task.priority].push(task);
   }
 
   /** Takes a queued task out (cancel); false when it is not queued. */
   remove(id: string): boolean {
-    // Heaps and parking lists drop it lazily when they meet it.
-    return this.queued.delete(id);
+    const task = this.queued.get(id);
+    if (!task) return false;
+    // Heaps drop it lazily when they meet it.
+    this.forget(task);
+    return true;
   }
 
   /** The resource key a queued task waits for, if it was found blocked. */
@@ -63,22 +71,26 @@ export class Dispatcher<T extends Dispatchable> {
   takeReady(): T[] {
     const started: T[] = [];
     for (;;) {
-      const normalWaiting = this.peekLive('normal') !== undefined;
-      const highWaiting = this.peekLive('high') !== undefined;
-      if (!normalWaiting && !highWaiting) break;
-      const level: Priority = highWaiting && !(normalWaiting && this.highRun >= this.options.highPriorityBurst) ? 'high' : 'normal';
+      const normalReady = this.peekLive(this.ready.normal) !== undefined;
+      const highReady = this.peekLive(this.ready.high) !== undefined;
+      if (!normalReady && !highReady) break;
+      const level: Priority = highReady && !(normalReady && this.highRun >= this.options.highPriorityBurst) ? 'high' : 'normal';
       const task = this.ready[level].pop()!;
+      const wokenBy = this.wokenBy.get(task.id);
+      this.wokenBy.delete(task.id);
       const blocker = this.ledger.blocker(task.keys);
       if (blocker !== undefined) {
         this.park(task, blocker);
+        // The slot it was woken for is still free: offer it to the next task parked there.
+        if (wokenBy !== undefined && wokenBy !== blocker) this.wakeOne(wokenBy);
         continue;
       }
       this.ledger.acquire(task.keys);
-      this.queued.delete(task.id);
-      this.parkedOn.delete(task.id);
+      this.forget(task);
       started.push(task);
       if (level === 'normal') this.highRun = 0;
-      else if (normalWaiting) this.highRun += 1;
+      else if (this.normalQueued > 0) this.highRun += 1;
+      if (wokenBy !== undefined && this.ledger.blocker([wokenBy]) === undefined) this.wakeOne(wokenBy);
     }
     return started;
   }
@@ -90,40 +102,64 @@ export class Dispatcher<T extends Dispatchable> {
 
   /** A started task ended: its slots free up and the tasks parked on them may start. */
   finished(task: T): void {
-    for (const key of this.ledger.release(task.keys)) this.wake(key);
+    for (const key of this.ledger.release(task.keys)) this.wakeOne(key);
   }
 
-  /** A key's capacity grew (a host came back, a limit was raised): its parked tasks may start. */
+  /** A key's capacity grew (a host came back, a limit was raised): every task parked on it gets another look. */
   capacityChanged(key: string): void {
-    this.wake(key);
-  }
-
-  private park(task: T, key: string): void {
-    let list = this.parked.get(key);
-    if (!list) this.parked.set(key, (list = []));
-    list.push(task);
-    this.parkedOn.set(task.id, key);
-  }
-
-  private wake(key: string): void {
-    const list = this.parked.get(key);
-    if (!list) return;
+    const heaps = this.parked.get(key);
+    if (!heaps) return;
     this.parked.delete(key);
-    for (const task of list) {
-      if (this.queued.get(task.id) === task) this.ready[task.priority].push(task);
+    for (const level of ['high', 'normal'] as const) {
+      for (let task = heaps[level].pop(); task !== undefined; task = heaps[level].pop()) {
+        if (this.queued.get(task.id) === task) this.ready[task.priority].push(task);
+      }
     }
   }
 
-  private peekLive(level: Priority): T | undefined {
-    const heap = this.ready[level];
+  private park(task: T, key: string): void {
+    let heaps = this.parked.get(key);
+    if (!heaps) this.parked.set(key, (heaps = { high: new MinHeap(), normal: new MinHeap() }));
+    heaps[task.priority].push(task);
+    this.parkedOn.set(task.id, key);
+  }
+
+  /** Brings back the task parked on `key` that the dispatch rule would pick first. */
+  private wakeOne(key: string): void {
+    const heaps = this.parked.get(key);
+    if (!heaps) return;
+    const high = this.peekLive(heaps.high);
+    const normal = this.peekLive(heaps.normal);
+    const level: Priority | undefined = high && !(normal && this.highRun >= this.options.highPriorityBurst) ? 'high' : normal ? 'normal' : undefined;
+    if (level === undefined) {
+      this.parked.delete(key);
+      return;
+    }
+    const task = heaps[level].pop()!;
+    this.wokenBy.set(task.id, key);
+    this.ready[task.priority].push(task);
+  }
+
+  private forget(task: T): void {
+    this.queued.delete(task.id);
+    this.parkedOn.delete(task.id);
+    if (task.priority === 'normal') this.normalQueued -= 1;
+  }
+
+  /** The heap's first task still queued; a task dropped on the way that had been woken passes its turn on. */
+  private peekLive(heap: MinHeap<T>): T | undefined {
     for (;;) {
       const top = heap.peek();
       if (top === undefined || this.queued.get(top.id) === top) return top;
       heap.pop();
+      const wokenBy = this.wokenBy.get(top.id);
+      if (wokenBy !== undefined) {
+        this.wokenBy.delete(top.id);
+        this.wakeOne(wokenBy);
+      }
     }
   }
 }
-
 /** Binary min-heap by seq. */
 class MinHeap<T extends { seq: number }> {
   private readonly items: T[] = [];

@@ -54,6 +54,16 @@ export class MigrationResources {
   }
 
   capacity(key: string): number {
+    if (key.startsWith('up:')) return this.hostUp(key.slice(3)) ? Number.POSITIVE_INFINITY : 0;
+    // Limits other than hosts being up come from the site file and never change: computed once per key.
+    let limit = this.fixed.get(key);
+    if (limit === undefined) this.fixed.set(key, (limit = this.limitOf(key)));
+    return limit;
+  }
+
+  private readonly fixed = new Map<string, number>();
+
+  private limitOf(key: string): number {
     const colon = key.indexOf(':');
     const kind = key.slice(0, colon);
     const name = key.slice(colon + 1);
