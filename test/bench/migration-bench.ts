@@ -47,7 +47,7 @@ async function motusRuns(scenario: Scenario): Promise<Sample[]> {
     await waitBooted(vm.serialLog!);
     const samples: Sample[] = [];
     for (let i = 0; i < RUNS; i++) {
-      const summary = await site.client.migrate({ vm: 'bench', destination: i % 2 === 0 ? 'host-b' : 'host-a', requestedBy: 'bench' });
+      const summary = await site.client.migrate({ vm: 'bench', destination: i % 2 === 0 ? 'host-b' : 'host-a' });
       let completed: Extract<MigrationEvent, { type: 'completed' }> | undefined;
       for await (const event of site.client.migrationEvents(summary.id)) if (event.type === 'completed') completed = event;
       if (!completed) throw new Error(`Motus migration ${summary.id} did not complete`);
