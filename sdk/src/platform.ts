@@ -20,7 +20,12 @@ export interface Platform {
   vms(): Promise<VmInfo[]>;
   startVm(spec: VmSpec, host: string): Promise<VmInfo>;
   stopVm(name: string): Promise<void>;
-  /** Validates at once (rejecting with a coded MotusError, nothing started), then runs in the background. */
+  /**
+   * Queues the migration as a task under the site's concurrency limits. When it can
+   * start at once it is validated at once (rejecting with a coded MotusError,
+   * nothing started) and runs in the background; otherwise the handle's events
+   * start when it does.
+   */
   migrate(request: MigrationRequest): Promise<MigrationHandle>;
   migrations(): Promise<MigrationSummary[]>;
   migration(id: string): Promise<MigrationSummary>;
