@@ -9,6 +9,9 @@ import type { Principal } from './identity/roles.js';
 import type { MotusServer } from './motus-server.js';
 
 const RegisterAgentSchema = z.object({ name: z.string().min(1), url: z.string().url() }).strict();
+/** Actions on a resource named by the path take no fields: anything sent is a mistake worth a 400. */
+const EmptyBodySchema = z.object({}).strict();
+const noBody = (ctx: { body: unknown }) => parseRequest(EmptyBodySchema, ctx.body ?? {}, 'request (this route takes no body fields)');
 
 export interface ServerApiOptions {
   /**
@@ -52,7 +55,15 @@ export function createServerApi(server: MotusServer, options: ServerApiOptions):
       },
       as('operator'),
     )
-    .route('POST', '/v1/vms/:name/stop', async ({ params }) => server.stopVm(params.name!), as('operator'))
+    .route(
+      'POST',
+      '/v1/vms/:name/stop',
+      async (ctx) => {
+        noBody(ctx);
+        return server.stopVm(ctx.params.name!);
+      },
+      as('operator'),
+    )
     .route('GET', '/v1/migrations', async () => server.migrations())
     .route(
       'POST',
@@ -69,7 +80,15 @@ export function createServerApi(server: MotusServer, options: ServerApiOptions):
       as('operator'),
     )
     .route('GET', '/v1/migrations/:id', async ({ params }) => server.migration(params.id!))
-    .route('POST', '/v1/migrations/:id/cancel', async (ctx) => server.cancelMigration(ctx.params.id!, me(ctx).user), as('operator'))
+    .route(
+      'POST',
+      '/v1/migrations/:id/cancel',
+      async (ctx) => {
+        noBody(ctx);
+        return server.tasks.cancel(ctx.params.id!, me(ctx).user);
+      },
+      as('operator'),
+    )
     .route('GET', '/v1/migrations/:id/events', async ({ params, res, signal }) => {
       await server.migration(params.id!);
       const out = startNdjson(res);
@@ -99,7 +118,15 @@ export function createServerApi(server: MotusServer, options: ServerApiOptions):
       },
       as('operator'),
     )
-    .route('POST', '/v1/tasks/:id/cancel', async (ctx) => server.tasks.cancel(ctx.params.id!, me(ctx).user), as('operator'))
+    .route(
+      'POST',
+      '/v1/tasks/:id/cancel',
+      async (ctx) => {
+        noBody(ctx);
+        return server.tasks.cancel(ctx.params.id!, me(ctx).user);
+      },
+      as('operator'),
+    )
     .route('GET', '/v1/schedules', async () => server.schedules.list())
     .route('GET', '/v1/schedules/:id', async ({ params }) => server.schedules.get(params.id!))
     .route(
@@ -118,6 +145,7 @@ export function createServerApi(server: MotusServer, options: ServerApiOptions):
       'DELETE',
       '/v1/schedules/:id',
       async (ctx) => {
+        noBody(ctx);
         server.schedules.remove(ctx.params.id!, me(ctx));
         return {};
       },
@@ -148,6 +176,7 @@ export function createServerApi(server: MotusServer, options: ServerApiOptions):
       'DELETE',
       '/v1/users/:name',
       async (ctx) => {
+        noBody(ctx);
         server.identities.removeUser(ctx.params.name!);
         server.audit.append({ user: me(ctx).user, action: 'user.remove', outcome: 'removed', detail: { name: ctx.params.name! } });
         return {};
@@ -170,6 +199,7 @@ export function createServerApi(server: MotusServer, options: ServerApiOptions):
       'POST',
       '/v1/tokens/:id/revoke',
       async (ctx) => {
+        noBody(ctx);
         const token = server.identities.revokeToken(ctx.params.id!);
         server.audit.append({ user: me(ctx).user, action: 'token.revoke', outcome: 'revoked', detail: { token: token.id, for: token.user } });
         return token;

@@ -135,6 +135,8 @@ describe('tasks, limits, priorities, schedules, audit and roles through the API 
       ['/v1/users', { name: 'x', role: 'root' }, 'role', 'admin-token'],
       ['/v1/users', { name: 'Bad Name', role: 'viewer' }, 'name', 'admin-token'],
       ['/v1/tokens', { user: 'olga', label: 5 }, 'label', 'admin-token'],
+      ['/v1/tasks/m-nope/cancel', { force: true }, 'force'],
+      ['/v1/tokens/t-nope/revoke', { now: 1 }, 'now', 'admin-token'],
     ];
     for (const [path, body, field, token] of cases) {
       const response = await post(path, body, token);
