@@ -1,3 +1,4 @@
 export * from './system.js';
 export * from './guest-kit.js';
 export * from './site.js';
+export * from './random.js';

@@ -10,7 +10,7 @@ import {
 } from '@motus/sdk';
 import { toMigrationProgress } from '@motus/hv-qemu';
 import { chunks, qmpTraffic } from '../support/fixture.js';
-import { randomBytes, seededRandom } from '../support/random.js';
+import { prng, randomBytes } from '../../support/index.js';
 
 const ERROR_KINDS = ['invalid-utf8', 'invalid-json', 'not-an-object', 'unknown-shape', 'line-too-long'];
 
@@ -94,7 +94,7 @@ describe('hv-qemu QMP codec', () => {
     it('gives the same messages for random chunkings', () => {
       const whole = Buffer.concat(chunks('destination'));
       const expected = decodeAll([whole]);
-      const random = seededRandom(7);
+      const random = prng(7);
       for (let round = 0; round < 200; round++) {
         const parts: Buffer[] = [];
         for (let at = 0; at < whole.length; ) {
@@ -109,7 +109,7 @@ describe('hv-qemu QMP codec', () => {
 
   describe('malformed input', () => {
     it('never throws on random garbage and reports only typed errors', () => {
-      const random = seededRandom(1234);
+      const random = prng(1234);
       for (let round = 0; round < 500; round++) {
         const garbage = randomBytes(random, Math.floor(random() * 300));
         // Sprinkle line feeds so many lines complete.

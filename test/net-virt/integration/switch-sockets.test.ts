@@ -5,7 +5,8 @@ import { encodeFrame, encodeVxlan, FrameDecoder, HostSwitch, netVirtConfigSchema
 import { join } from 'node:path';
 import { isMotusError } from '@motus/sdk';
 import { tempDir, waitFor } from '../../support/index.js';
-import { BROADCAST, ethFrame, prng } from '../support/frames.js';
+import { BROADCAST, ethFrame } from '../support/frames.js';
+import { prng } from '../../support/index.js';
 import { freeUdpPort } from '../support/udp.js';
 
 const SENDER = '02:00:00:00:03:01';

@@ -11,25 +11,6 @@ export function ethFrame(dst: string, src: string, size = 64, etherType = 0x88b5
 
 export const BROADCAST = 'ff:ff:ff:ff:ff:ff';
 
-/** A small deterministic PRNG, so generated inputs are the same at every run. */
-export function prng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s / 0x1_0000_0000;
-  };
-}
-
-export function randomBytes(next: () => number, n: number): Buffer {
-  const b = Buffer.allocUnsafe(n);
-  for (let i = 0; i < n; i++) b[i] = Math.floor(next() * 256);
-  return b;
-}
-
 /** A FrameSink that records what it is given and pushes back when told to. */
 export class RecordingSink {
   written: Buffer[] = [];

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { decodeVxlan, encodeVxlan, isGroupAddress, normalizeMac, parseEthernet, popVlanTag, pushVlanTag } from '@motus/net-virt';
-import { ethFrame, prng, randomBytes } from '../support/frames.js';
+import { ethFrame } from '../support/frames.js';
+import { prng, randomBytes } from '../../support/index.js';
 
 describe('net-virt Ethernet and 802.1Q', () => {
   it('parses untagged and tagged headers', () => {

@@ -1,6 +1,7 @@
 import { expect } from 'chai';
 import { encodeFrame, FrameDecoder, MAX_FRAME_BYTES, MAX_SKIP_BYTES } from '@motus/net-virt';
-import { ethFrame, prng, randomBytes } from '../support/frames.js';
+import { ethFrame } from '../support/frames.js';
+import { prng, randomBytes } from '../../support/index.js';
 
 describe('net-virt frame codec (QEMU stream framing)', () => {
   it('round-trips frames whatever the cut of the chunks', () => {

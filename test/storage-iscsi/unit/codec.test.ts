@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import {
   BHS_LENGTH, crc32c, crc32cOf, decodeFrame, decodeText, encodePdu, encodePduParts, encodeText, isIscsiError, type Pdu, PduOpcode, type PduInit, PduReader, RESERVED_TAG,
 } from '@motus/storage-iscsi';
-import { prng, randomBytes } from '../support/random.js';
+import { prng, randomBytes } from '../../support/index.js';
 
 describe('CRC32C', () => {
   // RFC 3720 appendix B.4, bytes as they appear on the wire.

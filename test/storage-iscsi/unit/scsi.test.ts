@@ -6,7 +6,7 @@ import {
   parseSense, parseStandardInquiry, parseSupportedVpdPages, parseUnitSerialNumber, persistentReserveIn, persistentReserveOut, PrInAction, read16,
   readCapacity16, reportLuns, ScsiError, statusError, synchronizeCache10, synchronizeCache16, testUnitReady, write16, type ScsiResult,
 } from '@motus/sdk';
-import { prng, randomBytes } from '../support/random.js';
+import { prng, randomBytes } from '../../support/index.js';
 
 // Real answers from tgt 1.0.85 (LUN 1 of a 64 MiB file-backed target), recorded by support/capture-traffic.ts.
 const fixture = JSON.parse(readFileSync(fileURLToPath(new URL('../../../storage-iscsi/fixtures/tgt-traffic.json', import.meta.url)), 'utf8')) as { scsi: Record<string, string> };

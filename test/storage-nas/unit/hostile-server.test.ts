@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { MotusError } from '@motus/sdk';
 import { encodeReply, isNasError, MountClient, Nfs3Client, NfsClient, RpcClient, StableHow, XdrWriter } from '@motus/storage-nas';
 import { startFakeRpcServer, type FakeRpcServer } from '../support/fake-rpc-server.js';
-import { prng, randomBuffer } from '../support/random.js';
+import { prng, randomBytes } from '../../support/index.js';
 
 /**
  * A server that answers NFS and MOUNT calls with accepted replies whose results
@@ -32,7 +32,7 @@ describe('storage-nas client against a hostile server', function () {
       const next = prng(seed);
       server = await startFakeRpcServer((call, s) => {
         const len = Math.floor(next() * 160);
-        const body = randomBuffer(next, len - (len % 4));
+        const body = randomBytes(next, len - (len % 4));
         // Status 0 most of the time, so the decoders of the OK bodies get exercised.
         if (body.length >= 4 && next() < 0.8) body.writeUInt32BE(0, 0);
         for (let i = 4; i + 4 <= body.length; i += 4) if (next() < 0.4) body.writeUInt32BE(Math.floor(next() * 3), i);

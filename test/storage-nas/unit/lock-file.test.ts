@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { decodeLock, encodeLock, isNasError } from '@motus/storage-nas';
-import { prng, randomBuffer } from '../support/random.js';
+import { prng, randomBytes } from '../../support/index.js';
 
 describe('storage-nas lock file format', () => {
   it('round-trips and always has the same size, so a refresh is one WRITE', () => {
@@ -20,7 +20,7 @@ describe('storage-nas lock file format', () => {
     expect(decodeLock(Buffer.from('{"v":2,"owner":"h","token":"t","seq":1}'))).to.equal(undefined);
     expect(decodeLock(Buffer.from('{"v":1,"owner":5,"token":"t","seq":1}'))).to.equal(undefined);
     const next = prng(9);
-    for (let i = 0; i < 500; i++) expect(decodeLock(randomBuffer(next, Math.floor(next() * 300)))).to.equal(undefined);
+    for (let i = 0; i < 500; i++) expect(decodeLock(randomBytes(next, Math.floor(next() * 300)))).to.equal(undefined);
   });
 
   it('refuses a host name too long for the fixed-size file', () => {

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { encodeRecord, RecordDecoder } from '@motus/storage-nas';
-import { prng, randomBuffer } from '../support/random.js';
+import { prng, randomBytes } from '../../support/index.js';
 
 function fragment(payload: Buffer, last: boolean): Buffer {
   const h = Buffer.alloc(4);
@@ -32,7 +32,7 @@ describe('storage-nas RPC record marking', () => {
 
   it('reassembles a stream fed one byte at a time and in random chunks', () => {
     const next = prng(11);
-    const payloads = Array.from({ length: 20 }, (_, i) => randomBuffer(next, i * 37));
+    const payloads = Array.from({ length: 20 }, (_, i) => randomBytes(next, i * 37));
     const stream = Buffer.concat(payloads.map((p) => encodeRecord(p)));
     const byByte = new RecordDecoder(4096);
     const got: Buffer[] = [];
@@ -69,7 +69,7 @@ describe('storage-nas RPC record marking', () => {
     const next = prng(5);
     for (let i = 0; i < 3000; i++) {
       const d = new RecordDecoder(1 << 16);
-      const buf = randomBuffer(next, Math.floor(next() * 64));
+      const buf = randomBytes(next, Math.floor(next() * 64));
       const res = d.push(buf);
       expect(res.records.length).to.be.at.most(16);
       expect(d.buffered).to.be.at.most(buf.length);

@@ -11,7 +11,7 @@ import {
   XdrWriter,
   type XdrReader,
 } from '@motus/storage-nas';
-import { prng, randomBuffer } from '../support/random.js';
+import { prng, randomBytes } from '../../support/index.js';
 
 function fattr3(w: XdrWriter, size: number): XdrWriter {
   w.uint32(1).uint32(0o100644).uint32(1).uint32(1000).uint32(1000).uint64(size).uint64(size).uint32(0).uint32(0).uint64(42n).uint64(7n);
@@ -126,7 +126,7 @@ describe('storage-nas XDR codec', () => {
       ];
       for (let i = 0; i < 2000; i++) {
         const len = Math.floor(next() * 200);
-        const buf = randomBuffer(next, len);
+        const buf = randomBytes(next, len);
         // Small numbers make lengths and booleans plausible, so decoders go deeper.
         for (let j = 0; j + 4 <= len; j += 4) if (next() < 0.5) buf.writeUInt32BE(Math.floor(next() * 4), j);
         for (const d of decoders) {
