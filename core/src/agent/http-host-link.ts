@@ -1,4 +1,4 @@
-import { MotusError, readJsonLines, type MigrationProgress, type MigrationTuning, type MotusErrorJSON, type VmRunState, type VmSpec } from '@motus/sdk';
+import { JsonHttpClient, MotusError, type MigrationProgress, type MigrationTuning, type MotusErrorJSON, type VmRunState, type VmSpec } from '@motus/sdk';
 import type { AgentFacts, AgentVm, HostLink } from './host-link.js';
 
 export interface HttpHostLinkOptions {
@@ -11,17 +11,22 @@ export interface HttpHostLinkOptions {
 /** The server's link to an agent in another process, over the agent protocol. */
 export class HttpHostLink implements HostLink {
   readonly name: string;
-  private readonly base: string;
-  private readonly timeoutMs: number;
+  private readonly http: JsonHttpClient;
 
-  constructor(private readonly options: HttpHostLinkOptions) {
+  constructor(options: HttpHostLinkOptions) {
     this.name = options.name;
-    this.base = options.url.replace(/\/+$/, '');
-    this.timeoutMs = options.timeoutMs ?? 30_000;
+    this.http = new JsonHttpClient({
+      url: options.url,
+      token: options.token,
+      timeoutMs: options.timeoutMs,
+      peer: `the agent of host ${options.name}`,
+      badAnswerCode: 'MOTUS_E_AGENT_UNREACHABLE',
+      details: { host: options.name },
+    });
   }
 
   get url(): string {
-    return this.base;
+    return this.http.base;
   }
 
   facts(timeoutMs?: number): Promise<AgentFacts> {
@@ -38,27 +43,10 @@ export class HttpHostLink implements HostLink {
   }
 
   async *migrateOut(name: string, uri: string, tuning: MigrationTuning, migrationId: string, signal: AbortSignal): AsyncGenerator<MigrationProgress> {
-    let response: Response;
-    try {
-      response = await fetch(this.base + this.vmPath(name, 'migrate'), {
-        method: 'POST',
-        headers: this.headers(),
-        body: JSON.stringify({ uri, tuning, migrationId }),
-        signal,
-      });
-    } catch (err) {
-      throw this.unreachable(err);
-    }
-    if (!response.ok || !response.body) throw await this.errorOf(response);
-    try {
-      for await (const line of readJsonLines(response.body as unknown as AsyncIterable<Uint8Array>)) {
-        const item = line as { progress?: MigrationProgress; error?: MotusErrorJSON };
-        if (item.error) throw MotusError.fromJSON(item.error);
-        if (item.progress) yield item.progress;
-      }
-    } catch (err) {
-      if (err instanceof MotusError) throw err;
-      throw this.unreachable(err);
+    for await (const line of this.http.stream('POST', this.vmPath(name, 'migrate'), { uri, tuning, migrationId }, signal)) {
+      const item = line as { progress?: MigrationProgress; error?: MotusErrorJSON };
+      if (item.error) throw MotusError.fromJSON(item.error);
+      if (item.progress) yield item.progress;
     }
   }
 
@@ -99,44 +87,7 @@ export class HttpHostLink implements HostLink {
     return `/v1/vms/${encodeURIComponent(name)}/${verb}`;
   }
 
-  private headers(): Record<string, string> {
-    return { authorization: `Bearer ${this.options.token}`, 'content-type': 'application/json' };
-  }
-
-  private async call<T>(method: string, path: string, body?: unknown, timeoutMs = this.timeoutMs): Promise<T> {
-    let response: Response;
-    try {
-      response = await fetch(this.base + path, {
-        method,
-        headers: this.headers(),
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(timeoutMs),
-      });
-    } catch (err) {
-      throw this.unreachable(err);
-    }
-    if (!response.ok) throw await this.errorOf(response);
-    const text = await response.text();
-    try {
-      return (text.length > 0 ? JSON.parse(text) : undefined) as T;
-    } catch {
-      throw new MotusError('MOTUS_E_AGENT_UNREACHABLE', `agent of host ${this.name} sent a body that is not JSON`, { host: this.name });
-    }
-  }
-
-  private async errorOf(response: Response): Promise<MotusError> {
-    const text = await response.text().catch(() => '');
-    try {
-      const json = JSON.parse(text) as { error?: MotusErrorJSON };
-      if (json.error?.code) return MotusError.fromJSON(json.error);
-    } catch {
-      /* not JSON: described below */
-    }
-    return new MotusError('MOTUS_E_AGENT_UNREACHABLE', `agent of host ${this.name} answered HTTP ${response.status}`, { host: this.name, status: response.status });
-  }
-
-  private unreachable(err: unknown): MotusError {
-    const cause = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
-    return new MotusError('MOTUS_E_AGENT_UNREACHABLE', `cannot reach the agent of host ${this.name} at ${this.base}: ${cause}`, { host: this.name, url: this.base }, { cause: err });
+  private call<T>(method: string, path: string, body?: unknown, timeoutMs?: number): Promise<T> {
+    return this.http.call<T>(method, path, body, { timeoutMs });
   }
 }

@@ -1,6 +1,6 @@
 import { createWriteStream, mkdirSync } from 'node:fs';
 import { join } from 'node:path';
-import { MotusError, type Logger } from '@motus/sdk';
+import { isMotusError, JsonHttpClient, MotusError, type Logger } from '@motus/sdk';
 import { createAgentApi } from '../agent/agent-api.js';
 import { HttpHostLink } from '../agent/http-host-link.js';
 import { HostAgent } from '../agent/host-agent.js';
@@ -95,24 +95,18 @@ export async function runAgent(
 }
 
 async function register(serverUrl: string, token: string, name: string, url: string, logger: Logger): Promise<void> {
+  const server = new JsonHttpClient({ url: serverUrl, token, timeoutMs: 15_000, peer: 'the Motus server', badAnswerCode: 'MOTUS_E_AGENT_UNREACHABLE' });
   const deadline = Date.now() + 60_000;
   let lastError = '';
   while (Date.now() < deadline) {
     try {
-      const response = await fetch(`${serverUrl}/v1/agents/register`, {
-        method: 'POST',
-        headers: { authorization: `Bearer ${token}`, 'content-type': 'application/json' },
-        body: JSON.stringify({ name, url }),
-        signal: AbortSignal.timeout(15_000),
-      });
-      if (response.ok) {
-        logger.info('registered with server', { server: serverUrl, url });
-        return;
-      }
-      lastError = `HTTP ${response.status}: ${await response.text()}`;
-      if (response.status === 401 || response.status === 400) break;
+      await server.call('POST', '/v1/agents/register', { name, url });
+      logger.info('registered with server', { server: serverUrl, url });
+      return;
     } catch (err) {
       lastError = (err as Error).message;
+      // A refused token or a bad body will not get better by asking again.
+      if (isMotusError(err, 'MOTUS_E_UNAUTHORIZED') || isMotusError(err, 'MOTUS_E_INVALID_REQUEST')) break;
     }
     await new Promise((resolve) => setTimeout(resolve, 500));
   }

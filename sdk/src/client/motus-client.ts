@@ -1,7 +1,6 @@
-import { MotusError, type MotusErrorJSON } from '../errors.js';
 import type { HostEvent, MigrationEvent, VmEvent } from '../events.js';
 import type { HostInfo, MigrationRequest, MigrationSummary, VmInfo, VmSpec } from '../model.js';
-import { readJsonLines } from './ndjson.js';
+import { JsonHttpClient } from './json-http-client.js';
 import type {
   AuditQuery,
   AuditRecord,
@@ -28,12 +27,10 @@ export type SiteEvent = ({ stream: 'migration' } & MigrationEvent) | ({ stream: 
 
 /** Typed client of the motusd server API (REST + NDJSON event streams). */
 export class MotusClient {
-  private readonly base: string;
-  private readonly timeoutMs: number;
+  private readonly http: JsonHttpClient;
 
-  constructor(private readonly options: MotusClientOptions) {
-    this.base = options.url.replace(/\/+$/, '');
-    this.timeoutMs = options.timeoutMs ?? 30_000;
+  constructor(options: MotusClientOptions) {
+    this.http = new JsonHttpClient({ ...options, peer: 'the Motus server', badAnswerCode: 'MOTUS_E_INTERNAL' });
   }
 
   hosts(): Promise<HostInfo[]> {
@@ -163,57 +160,17 @@ export class MotusClient {
     return this.stream<SiteEvent>('/v1/events', signal);
   }
 
-  private headers(): Record<string, string> {
-    return { authorization: `Bearer ${this.options.token}`, 'content-type': 'application/json' };
+  private call<T>(method: string, path: string, body?: unknown, as: 'json' | 'text' = 'json'): Promise<T> {
+    return this.http.call<T>(method, path, body, { as });
   }
 
-  private async call<T>(method: string, path: string, body?: unknown, as: 'json' | 'text' = 'json'): Promise<T> {
-    let response: Response;
-    try {
-      response = await fetch(this.base + path, {
-        method,
-        headers: this.headers(),
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal: AbortSignal.timeout(this.timeoutMs),
-      });
-    } catch (err) {
-      throw unreachable(this.base, err);
-    }
-    const text = await response.text();
-    if (as === 'text' && response.ok) return text as T;
-    let json: unknown;
-    try {
-      json = text.length > 0 ? JSON.parse(text) : undefined;
-    } catch {
-      throw new MotusError('MOTUS_E_INTERNAL', `server answered ${response.status} with a body that is not JSON`, { status: response.status });
-    }
-    if (!response.ok) throw errorFromBody(response.status, json);
-    return json as T;
-  }
-
+  /** Follows a stream until it ends; an abort by the caller ends it quietly. */
   private async *stream<T>(path: string, signal?: AbortSignal): AsyncGenerator<T> {
-    let response: Response;
     try {
-      response = await fetch(this.base + path, { headers: this.headers(), signal });
+      for await (const item of this.http.stream('GET', path, undefined, signal)) yield item as T;
     } catch (err) {
       if (signal?.aborted) return;
-      throw unreachable(this.base, err);
-    }
-    if (!response.ok || !response.body) {
-      const text = await response.text();
-      let json: unknown;
-      try {
-        json = JSON.parse(text);
-      } catch {
-        json = undefined;
-      }
-      throw errorFromBody(response.status, json);
-    }
-    try {
-      for await (const item of readJsonLines(response.body as unknown as AsyncIterable<Uint8Array>)) yield item as T;
-    } catch (err) {
-      if (signal?.aborted) return;
-      throw unreachable(this.base, err);
+      throw err;
     }
   }
 }
@@ -223,15 +180,4 @@ function queryString(query: object): string {
   for (const [key, value] of Object.entries(query) as Array<[string, unknown]>) if (value !== undefined) params.set(key, String(value));
   const text = params.toString();
   return text ? `?${text}` : '';
-}
-
-function unreachable(base: string, err: unknown): MotusError {
-  const cause = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
-  return new MotusError('MOTUS_E_AGENT_UNREACHABLE', `cannot reach the Motus server at ${base}: ${cause}`, { url: base }, { cause: err });
-}
-
-function errorFromBody(status: number, json: unknown): MotusError {
-  const error = (json as { error?: MotusErrorJSON } | undefined)?.error;
-  if (error && typeof error.code === 'string') return MotusError.fromJSON(error);
-  return new MotusError('MOTUS_E_INTERNAL', `server answered HTTP ${status}`, { status });
 }
