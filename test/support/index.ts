@@ -2,3 +2,4 @@ export * from './system.js';
 export * from './guest-kit.js';
 export * from './site.js';
 export * from './random.js';
+export * from './disk-writer-guest.js';

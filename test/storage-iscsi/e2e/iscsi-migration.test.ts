@@ -6,34 +6,33 @@
  * throughout.
  */
 import { expect } from 'chai';
-import { readFileSync } from 'node:fs';
-import { MotusError, type HostInfo, type MigrationEvent, type VmInfo, type VmSpec } from '@motus/sdk';
+import { MotusError, type HostInfo, type MigrationEvent, type VmSpec } from '@motus/sdk';
 import { IscsiSession, diskUrl, keyHex, reservationKey, type IscsiHostFacts } from '@motus/storage-iscsi';
-import { guestKit, requireCommand, sleep, waitFor } from '../../support/index.js';
+import {
+  acknowledgedSeqs as acknowledged,
+  DISK_RECORD_BYTES as RECORD,
+  diskRecordProblem as recordProblem,
+  diskWriterSiteYaml,
+  destinationFreezer,
+  diskWriterSpec,
+  guestKit,
+  migrateAndFollow,
+  requireCommand,
+  vmInfoOf,
+  waitFor,
+  watchChanges,
+} from '../../support/index.js';
 import { qemuPidsOf, startSite, type TestSite } from '../../support/site.js';
 import { startTgt, type Tgt } from '../support/tgt.js';
 
-const RECORD = 4096;
 const LUN_MIB = 32;
 const TARGET = 'iqn.2026-01.org.motus.test:san1';
 const PLUGIN = '@motus/storage-iscsi';
 
 function siteYaml(tgt: Tgt): string {
-  return `
-site: iscsi-e2e
-migration:
-  maxBandwidthMiBps: 256
-  # A stalled migration (the rollback test freezes its destination) ends within ~22 s.
-  timeoutBaseSeconds: 20
-  timeoutSecondsPerGiB: 10
-hosts:
-  - name: host-a
-    memoryMiB: 1024
-  - name: host-b
-    memoryMiB: 1024
-  - name: host-c
-    memoryMiB: 1024
-plugins:
+  return diskWriterSiteYaml(
+    'iscsi-e2e',
+    `
   - package: '@motus/hv-qemu'
     config:
       iscsiInitiatorName: 'iqn.2026-01.org.motus:{host}'
@@ -47,36 +46,8 @@ plugins:
       leaseCheckMs: 1000
       factsRefreshMs: 1000
       commandTimeoutMs: 5000
-`;
-}
-
-const ACK = /MOTUS-DISK seq=(\d+)\s*$/;
-
-function acknowledged(logs: string[]): number[] {
-  const text = logs.map((p) => readFileSync(p, 'latin1')).join('');
-  return text
-    .split('\n')
-    .slice(0, -1)
-    .flatMap((line) => {
-      const m = ACK.exec(line);
-      return m ? [Number(m[1])] : [];
-    });
-}
-
-/** Checks record `seq` as the guest kit's motus-diskwriter lays it out (test/guest-kit/README.md). */
-function recordProblem(block: Buffer, seq: number): string | undefined {
-  if (block.subarray(0, 8).toString('latin1') !== 'MOTUSREC') return `block ${seq} holds no record`;
-  const stored = block.readBigUInt64LE(8);
-  if (stored !== BigInt(seq)) return `block ${seq} holds record ${stored}`;
-  let x = (BigInt(seq) * 0x9e3779b97f4a7c15n + 1n) & 0xffffffffffffffffn;
-  const mask = 0xffffffffffffffffn;
-  for (let i = 64; i < RECORD; i++) {
-    x ^= (x << 13n) & mask;
-    x ^= x >> 7n;
-    x ^= (x << 17n) & mask;
-    if (block[i] !== Number(x & 0xffn)) return `record ${seq} is torn at byte ${i}`;
-  }
-  return undefined;
+`,
+  );
 }
 
 function iscsiFacts(host: HostInfo | undefined): IscsiHostFacts | undefined {
@@ -95,11 +66,7 @@ describe('iSCSI datastore: a writing guest on a LUN migrates A → B → A (all-
   let naa: string;
   const serialLogs: string[] = [];
 
-  const vmInfo = async (name: string): Promise<VmInfo> => {
-    const vm = (await site!.client.vms()).find((v) => v.name === name);
-    if (!vm) throw new Error(`VM ${name} is not in the inventory`);
-    return vm;
-  };
+  const vmInfo = (name: string) => vmInfoOf(site!.client, name);
   const hostsFacts = async () => new Map((await site!.client.hosts()).map((h) => [h.name, iscsiFacts(h)]));
   /** Who is registered on the LUN, as the target itself says (READ KEYS through the test's own session). */
   const owners = async (): Promise<string> => {
@@ -110,18 +77,12 @@ describe('iSCSI datastore: a writing guest on a LUN migrates A → B → A (all-
   before(async () => {
     requireCommand('qemu-system-x86_64', 'qemu-system-x86');
     requireCommand('setpriv', 'util-linux');
-    const kit = guestKit();
+    guestKit();
     tgt = await startTgt();
     await tgt.addTarget({ iqn: TARGET, lunsMiB: [LUN_MIB] });
     probe = await IscsiSession.login({ portal: tgt.portal, targetIqn: TARGET, initiatorIqn: 'iqn.2026-01.org.motus.test:probe', commandTimeoutMs: 10_000 });
     naa = (await probe.lun(1).deviceIdentification()).naa!;
-    spec = {
-      name: 'vm1',
-      memoryMiB: 192,
-      vcpus: 1,
-      boot: { kind: 'kernel', kernel: kit.kernel, initrd: kit.initrd, cmdline: kit.cmdline({ extra: ['motus.disk=/dev/vda:40'] }) },
-      disks: [{ id: 'disk0', path: diskUrl({ portal: tgt.portal, target: TARGET }, 1), format: 'raw' }],
-    };
+    spec = diskWriterSpec(diskUrl({ portal: tgt.portal, target: TARGET }, 1));
     site = await startSite(siteYaml(tgt));
   });
 
@@ -193,20 +154,10 @@ describe('iSCSI datastore: a writing guest on a LUN migrates A → B → A (all-
   for (const [from, to] of [['host-a', 'host-b'], ['host-b', 'host-a']] as const) {
     it(`migrates ${from} → ${to} while the guest writes; the LUN passes from ${from} to ${to}`, async () => {
       const before = acknowledged(serialLogs).length;
-      const seen: string[] = [];
-      let watching = true;
-      const watcher = (async () => {
-        while (watching) {
-          const o = await owners().catch((e: unknown) => `error ${(e as Error).message}`);
-          if (seen.at(-1) !== o) seen.push(o);
-          await sleep(10);
-        }
-      })();
-      const summary = await site!.client.migrate({ vm: 'vm1', destination: to });
-      const events: MigrationEvent[] = [];
-      for await (const event of site!.client.migrationEvents(summary.id)) events.push(event);
-      watching = false;
-      await watcher;
+      const watcher = watchChanges(owners, 10);
+      const seen = watcher.seen;
+      const events = await migrateAndFollow(site!.client, 'vm1', to);
+      await watcher.stop();
       const last = events.at(-1)!;
       expect(last.type, JSON.stringify(events.filter((e) => e.type !== 'progress'))).to.equal('completed');
       const completed = last as Extract<MigrationEvent, { type: 'completed' }>;
@@ -235,33 +186,16 @@ describe('iSCSI datastore: a writing guest on a LUN migrates A → B → A (all-
   it('rolls back after the LUN moved: the frozen destination gives it back and the source resumes writing', async () => {
     const source = await vmInfo('vm1');
     expect(source.host).to.equal('host-a');
-    const seen: string[] = [];
-    let watching = true;
-    let frozen: number | undefined;
+    const freezer = destinationFreezer('vm1', source.pid!);
     // Freeze the destination QEMU as soon as host-b owns the LUN: the final state
     // cannot arrive, and the migration times out after the switchover moved the LUN.
-    const watcher = (async () => {
-      while (watching) {
-        const o = await owners().catch((e: unknown) => `error ${(e as Error).message}`);
-        if (seen.at(-1) !== o) seen.push(o);
-        if (frozen === undefined && o === 'host-b') {
-          const destination = (await qemuPidsOf('vm1')).filter((pid) => pid !== source.pid);
-          if (destination.length === 1) {
-            frozen = destination[0]!;
-            process.kill(frozen, 'SIGSTOP');
-          }
-        }
-        await sleep(2);
-      }
-    })();
+    const watcher = watchChanges(owners, 2, async (owner) => (owner === 'host-b' ? freezer.freeze() : undefined));
+    const seen = watcher.seen;
     const before = acknowledged(serialLogs).at(-1)!;
-    const summary = await site!.client.migrate({ vm: 'vm1', destination: 'host-b' });
-    const events: MigrationEvent[] = [];
-    for await (const event of site!.client.migrationEvents(summary.id)) events.push(event);
-    watching = false;
-    await watcher;
+    const events = await migrateAndFollow(site!.client, 'vm1', 'host-b');
+    await watcher.stop();
     const types = events.map((e) => e.type).filter((t) => t !== 'progress');
-    expect(frozen, `the destination was frozen (owners ${seen.join(' → ')})`).to.be.a('number');
+    expect(freezer.pid, `the destination was frozen (owners ${seen.join(' → ')})`).to.be.a('number');
     expect(types.slice(-2), types.join(',')).to.deep.equal(['failed', 'rolled-back']);
     expect(types).to.include('switchover');
     const vm = await vmInfo('vm1');

@@ -5,34 +5,34 @@
  * with our own NFS client; the lock file is watched throughout.
  */
 import { expect } from 'chai';
-import { readFileSync } from 'node:fs';
-import { MotusError, type HostInfo, type MigrationEvent, type VmInfo, type VmSpec } from '@motus/sdk';
+import { MotusError, type HostInfo, type MigrationEvent, type VmSpec } from '@motus/sdk';
 import { NasDatastore, NfsClient, diskUri, lockPathOf, readLock, type NasHostFacts } from '@motus/storage-nas';
-import { guestKit, requireCommand, sleep, waitFor } from '../../support/index.js';
+import {
+  acknowledgedSeqs as acknowledged,
+  DISK_RECORD_BYTES as RECORD,
+  diskRecordProblem as recordProblem,
+  diskWriterSiteYaml,
+  destinationFreezer,
+  diskWriterSpec,
+  guestKit,
+  migrateAndFollow,
+  requireCommand,
+  sleep,
+  vmInfoOf,
+  waitFor,
+  watchChanges,
+} from '../../support/index.js';
 import { qemuPidsOf, startSite, type TestSite } from '../../support/site.js';
 import { startGanesha, type GaneshaServer } from '../support/ganesha.js';
 
-const RECORD = 4096;
 const DISK_BYTES = 32 * 1024 * 1024;
 const IMAGE = 'vm1/disk0.img';
 const LOCK = lockPathOf(IMAGE);
 
 function siteYaml(g: GaneshaServer): string {
-  return `
-site: nas-e2e
-migration:
-  maxBandwidthMiBps: 256
-  # A stalled migration (the rollback test freezes its destination) ends within ~22 s.
-  timeoutBaseSeconds: 20
-  timeoutSecondsPerGiB: 10
-hosts:
-  - name: host-a
-    memoryMiB: 1024
-  - name: host-b
-    memoryMiB: 1024
-  - name: host-c
-    memoryMiB: 1024
-plugins:
+  return diskWriterSiteYaml(
+    'nas-e2e',
+    `
   - package: '@motus/hv-qemu'
   - package: '@motus/storage-nas'
     config:
@@ -45,37 +45,8 @@ plugins:
       timeoutMs: 5000
       settleMs: 2000
       factsRefreshMs: 1000
-`;
-}
-
-const ACK = /MOTUS-DISK seq=(\d+)\s*$/;
-
-/** Acknowledged seqs in the joined serial logs (source then destination, so a cut line is whole again). */
-function acknowledged(logs: string[]): number[] {
-  const text = logs.map((p) => readFileSync(p, 'latin1')).join('');
-  return text
-    .split('\n')
-    .slice(0, -1)
-    .flatMap((line) => {
-      const m = ACK.exec(line);
-      return m ? [Number(m[1])] : [];
-    });
-}
-
-/** Checks record `seq` as the guest's motus-diskwriter lays it out. */
-function recordProblem(block: Buffer, seq: number): string | undefined {
-  if (block.subarray(0, 8).toString('latin1') !== 'MOTUSREC') return `block ${seq} holds no record`;
-  const stored = block.readBigUInt64LE(8);
-  if (stored !== BigInt(seq)) return `block ${seq} holds record ${stored}`;
-  let x = (BigInt(seq) * 0x9e3779b97f4a7c15n + 1n) & 0xffffffffffffffffn;
-  const mask = 0xffffffffffffffffn;
-  for (let i = 64; i < RECORD; i++) {
-    x ^= (x << 13n) & mask;
-    x ^= x >> 7n;
-    x ^= (x << 17n) & mask;
-    if (block[i] !== Number(x & 0xffn)) return `record ${seq} is torn at byte ${i}`;
-  }
-  return undefined;
+`,
+  );
 }
 
 function nasFacts(host: HostInfo | undefined): NasHostFacts | undefined {
@@ -90,17 +61,18 @@ describe('NAS datastore: a writing guest migrates A → B → A (all-in-one site
   let spec: VmSpec;
   const serialLogs: string[] = [];
 
-  const vmInfo = async (name: string): Promise<VmInfo> => {
-    const vm = (await site!.client.vms()).find((v) => v.name === name);
-    if (!vm) throw new Error(`VM ${name} is not in the inventory`);
-    return vm;
-  };
+  const vmInfo = (name: string) => vmInfoOf(site!.client, name);
   const hostsFacts = async () => new Map((await site!.client.hosts()).map((h) => [h.name, nasFacts(h)]));
+  /** The lock's owner, `new<-old` while it is granted but not yet adopted. */
+  const lockOwner = async (): Promise<string> => {
+    const l = await readLock(nfs, LOCK);
+    return l ? (l.grantedBy ? `${l.owner}<-${l.grantedBy}` : l.owner) : '(none)';
+  };
 
   before(async () => {
     requireCommand('qemu-system-x86_64', 'qemu-system-x86');
     requireCommand('setpriv', 'util-linux');
-    const kit = guestKit();
+    guestKit();
     ganesha = await startGanesha();
     const url = `nfs://127.0.0.1${ganesha.exportPath}?nfsport=${ganesha.nfsPort}&mountport=${ganesha.mountPort}`;
     const ds = new NasDatastore({ name: 'nas1', url, uid: 0, gid: 0, timeoutMs: 5000 });
@@ -108,13 +80,7 @@ describe('NAS datastore: a writing guest migrates A → B → A (all-in-one site
     await ds.createDiskImage('vm1', 'disk0.img', DISK_BYTES);
     await ds.close();
     nfs = await NfsClient.connect({ host: '127.0.0.1', export: ganesha.exportPath, port: ganesha.nfsPort, mountPort: ganesha.mountPort, uid: 0, gid: 0, timeoutMs: 5000 });
-    spec = {
-      name: 'vm1',
-      memoryMiB: 192,
-      vcpus: 1,
-      boot: { kind: 'kernel', kernel: kit.kernel, initrd: kit.initrd, cmdline: kit.cmdline({ extra: ['motus.disk=/dev/vda:40'] }) },
-      disks: [{ id: 'disk0', path: diskUri(url, IMAGE), format: 'raw' }],
-    };
+    spec = diskWriterSpec(diskUri(url, IMAGE));
     site = await startSite(siteYaml(ganesha));
   });
 
@@ -172,21 +138,10 @@ describe('NAS datastore: a writing guest migrates A → B → A (all-in-one site
   for (const [from, to] of [['host-a', 'host-b'], ['host-b', 'host-a']] as const) {
     it(`migrates ${from} → ${to} while the guest writes; the lock passes straight to ${to}`, async () => {
       const before = acknowledged(serialLogs).length;
-      const owners: string[] = [];
-      let watching = true;
-      const watcher = (async () => {
-        while (watching) {
-          const l = await readLock(nfs, LOCK).catch((e: unknown) => ({ owner: `error ${(e as Error).message}`, grantedBy: undefined }));
-          const label = l ? (l.grantedBy ? `${l.owner}<-${l.grantedBy}` : l.owner) : '(none)';
-          if (owners.at(-1) !== label) owners.push(label);
-          await sleep(20);
-        }
-      })();
-      const summary = await site!.client.migrate({ vm: 'vm1', destination: to });
-      const events: MigrationEvent[] = [];
-      for await (const event of site!.client.migrationEvents(summary.id)) events.push(event);
-      watching = false;
-      await watcher;
+      const watcher = watchChanges(lockOwner, 20);
+      const owners = watcher.seen;
+      const events = await migrateAndFollow(site!.client, 'vm1', to);
+      await watcher.stop();
       const last = events.at(-1)!;
       expect(last.type, JSON.stringify(events.filter((e) => e.type !== 'progress'))).to.equal('completed');
       const completed = last as Extract<MigrationEvent, { type: 'completed' }>;
@@ -219,35 +174,17 @@ describe('NAS datastore: a writing guest migrates A → B → A (all-in-one site
   it('rolls back after the lock moved: the frozen destination gives it back and the source resumes writing', async () => {
     const source = await vmInfo('vm1');
     expect(source.host).to.equal('host-a');
-    const owners: string[] = [];
-    let watching = true;
-    let frozen: number | undefined;
+    const freezer = destinationFreezer('vm1', source.pid!);
     // Freeze the destination QEMU as soon as the lock leaves host-a: it can never run,
     // so the migration fails after the switchover has moved the lock (the server's
     // wait for the destination, or the migration's time limit, gives up).
-    const watcher = (async () => {
-      while (watching) {
-        const l = await readLock(nfs, LOCK).catch(() => undefined);
-        const label = l ? (l.grantedBy ? `${l.owner}<-${l.grantedBy}` : l.owner) : '(none)';
-        if (owners.at(-1) !== label) owners.push(label);
-        if (frozen === undefined && l && l.owner === 'host-b') {
-          const destination = (await qemuPidsOf('vm1')).filter((pid) => pid !== source.pid);
-          if (destination.length === 1) {
-            frozen = destination[0]!;
-            process.kill(frozen, 'SIGSTOP');
-          }
-        }
-        await sleep(2);
-      }
-    })();
+    const watcher = watchChanges(lockOwner, 2, async (owner) => (owner === 'host-b' ? freezer.freeze() : undefined));
+    const owners = watcher.seen;
     const before = acknowledged(serialLogs).at(-1)!;
-    const summary = await site!.client.migrate({ vm: 'vm1', destination: 'host-b' });
-    const events: MigrationEvent[] = [];
-    for await (const event of site!.client.migrationEvents(summary.id)) events.push(event);
-    watching = false;
-    await watcher;
+    const events = await migrateAndFollow(site!.client, 'vm1', 'host-b');
+    await watcher.stop();
     const types = events.map((e) => e.type).filter((t) => t !== 'progress');
-    expect(frozen, `the destination was frozen (owners ${owners.join(' → ')})`).to.be.a('number');
+    expect(freezer.pid, `the destination was frozen (owners ${owners.join(' → ')})`).to.be.a('number');
     expect(types.slice(-2), types.join(',')).to.deep.equal(['failed', 'rolled-back']);
     expect(types).to.include('switchover');
     const vm = await vmInfo('vm1');
