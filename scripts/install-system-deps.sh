@@ -12,6 +12,7 @@ qemu=(qemu-system-x86 qemu-utils qemu-block-extra)
 packages=(
   busybox-static cpio gcc libc6-dev             # guest kit (kernel is fetched by test/guest-kit/build.sh)
   tgt libiscsi-bin                              # iSCSI target and reference client
+  sg3-utils                                     # sg_persist: persistent reservations on FC LUNs
   nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils  # NFS server and reference client
   tshark vde2 iproute2 util-linux               # dissector, reference switch, namespaces, setpriv
 )

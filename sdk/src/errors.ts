@@ -89,6 +89,11 @@ export const ERROR_CODES = {
   MOTUS_E_ISCSI_LUN_HELD: 'Another host holds the ownership of the LUN of a VM disk (its registration key is on the LUN); the data names the LUN, the key and the host when known.',
   MOTUS_E_ISCSI_LEASE_LOST: 'This host lost the ownership of a LUN (its registration was preempted or another host registered) and must stop writing to it.',
   MOTUS_E_ISCSI_LUN_NOT_FOUND: 'The target does not present the LUN that a VM disk URL names, or the LUN is not the one (NAA id) the disk was created on.',
+  MOTUS_E_FC_NO_USABLE_PATH: 'A LUN of an FC datastore is seen by the host but none of its paths is usable (HBA or remote port not Online, SCSI device offline, device node missing); the data names the LUN, the host and each path with its reason.',
+  MOTUS_E_FC_LUN_HELD: 'Another host holds the ownership of an FC LUN of a VM disk (its key is registered, or it reserved the LUN first); the data names the LUN, the key and the host when known.',
+  MOTUS_E_FC_LEASE_LOST: 'This host lost the ownership of an FC LUN (its registration or reservation was removed by another host); the array now refuses its writes.',
+  MOTUS_E_FC_NOT_SCSI: 'The block device of an FC LUN takes no SCSI pass-through commands (sg_persist failed to open it or SG_IO failed), so persistent reservations cannot be used on it.',
+  MOTUS_E_FC_SG_PERSIST: 'sg_persist could not be run (sg3-utils not installed) or refused its arguments.',
 } as const satisfies Record<string, string>;
 
 export type MotusErrorCode = keyof typeof ERROR_CODES;

@@ -302,7 +302,7 @@ export class HostAgent implements HostLink {
         await this.acquireLeases(spec);
         leased = true;
       }
-      const handle = await this.driver.launch(spec, { runDir: this.runDir(spec.name), incoming: role === 'incoming', nics: attached });
+      const handle = await this.driver.launch(await this.localDisks(spec), { runDir: this.runDir(spec.name), incoming: role === 'incoming', nics: attached });
       const record: VmRecord = { handle, spec, role, startedAt: new Date().toISOString(), leased, nics: attached.map((a) => a.nicId), stopping: false };
       this.vms.set(spec.name, record);
       void handle.exited.then(async ({ code, signal }) => {
@@ -354,6 +354,22 @@ export class HostAgent implements HostLink {
       .contributions(StorageProviderToken)
       .map((provider) => [provider, disks.filter((d) => provider.owns(d))] as [StorageProvider, typeof disks])
       .filter(([, owned]) => owned.length > 0);
+  }
+
+  /**
+   * The spec the hypervisor launches: disks whose provider names them per host
+   * (StorageProvider.localPath) get this host's path; the VM's own spec keeps the
+   * site-wide name, so both ends of a migration start from the same spec.
+   */
+  private async localDisks(spec: VmSpec): Promise<VmSpec> {
+    if (!spec.disks) return spec;
+    const local = new Map<string, string>();
+    for (const [provider, disks] of this.disksByProvider(spec)) {
+      if (!provider.localPath) continue;
+      for (const disk of disks) local.set(disk.id, await provider.localPath(disk));
+    }
+    if (local.size === 0) return spec;
+    return { ...spec, disks: spec.disks.map((d) => (local.has(d.id) ? { ...d, path: local.get(d.id)! } : d)) };
   }
 
   private async acquireLeases(spec: VmSpec): Promise<void> {

@@ -26,6 +26,14 @@ export interface StorageProvider {
   acquire(vm: string, disks: readonly DiskSpec[]): Promise<void>;
   /** Give the lease up (source side of a switchover, VM stop, rollback on the destination). */
   release(vm: string, disks: readonly DiskSpec[]): Promise<void>;
+  /**
+   * Where this host's hypervisor opens a disk this provider owns, when that is not
+   * `disk.path` itself: storage whose devices are named per host (an FC LUN named by
+   * its WWN is /dev/mapper/mpathb on one host and /dev/sdc on another). Called on
+   * the host, before the VM starts there (also for an incoming migration); rejects
+   * (coded) when the host cannot reach the disk. Absent: `disk.path` is opened as is.
+   */
+  localPath?(disk: DiskSpec): Promise<string>;
 }
 
 export const StorageProviderToken = createToken<StorageProvider>('storage.provider');

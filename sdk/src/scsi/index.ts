@@ -5,3 +5,5 @@ export * from './inquiry.js';
 export * from './capacity.js';
 export * from './lun.js';
 export * from './reservations.js';
+export * from './reservation-device.js';
+export * from './host-key.js';

@@ -1,3 +1,4 @@
+import { statSync } from 'node:fs';
 import { join } from 'node:path';
 import { MotusError, type DiskSpec, type LaunchOptions, type NicAttachment, type NicSpec, type VmSpec } from '@motus/sdk';
 
@@ -30,6 +31,15 @@ function invalid(message: string, data: Record<string, unknown>): MotusError {
 
 const NODE_NAME = /^[A-Za-z][A-Za-z0-9_.-]{0,23}$/;
 const DISK_URI = /^[a-z][a-z0-9+.-]*:\/\//i;
+
+/** QEMU's `file` driver refuses block devices; a device node outside /dev (a storage plugin's own tree) still needs `host_device`. */
+function isBlockDevice(path: string): boolean {
+  try {
+    return statSync(path).isBlockDevice();
+  } catch {
+    return false;
+  }
+}
 
 export function machineArgs(spec: VmSpec, accelerator: Accelerator): string[] {
   return [
@@ -69,7 +79,7 @@ export function diskArgs(disk: DiskSpec, index: number): string[] {
       '-device', `virtio-blk-pci,id=${disk.id},drive=${formatNode}`,
     ];
   }
-  const protocol = disk.path.startsWith('/dev/') ? 'host_device' : 'file';
+  const protocol = disk.path.startsWith('/dev/') || isBlockDevice(disk.path) ? 'host_device' : 'file';
   const fileNode = `proto-${index}`;
   return [
     '-blockdev', `driver=${protocol},node-name=${fileNode},filename=${e(disk.path)},cache.direct=on,cache.no-flush=off,read-only=${readOnly}`,

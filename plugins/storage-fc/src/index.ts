@@ -1,0 +1,12 @@
+export * from './sysfs.js';
+export * from './names.js';
+export * from './discovery.js';
+export * from './multipath.js';
+export * from './rescan.js';
+export * from './sg-persist.js';
+export * from './lun-lease.js';
+export * from './config.js';
+export * from './disk-path.js';
+export * from './storage-provider.js';
+export { PLUGIN_NAME, PLUGIN_VERSION, fcDisks, visibilityVeto, type RescanAnswer } from './plugin.js';
+export { default } from './plugin.js';
