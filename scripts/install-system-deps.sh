@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs the Debian packages Motus and its tests use (QEMU, storage servers,
-# reference clients, tshark, vde2, and what the guest kit is built from).
+# reference clients, tshark, vde2, chromium for the console's browser tests, and
+# what the guest kit is built from).
 # Safe to run again: apt-get skips what is already there.
 set -euo pipefail
 # QEMU comes from bookworm-backports on Debian 12: QEMU 7.2 under TCG loses guest
@@ -15,6 +16,7 @@ packages=(
   sg3-utils                                     # sg_persist: persistent reservations on FC LUNs
   nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils  # NFS server and reference client
   tshark vde2 iproute2 util-linux               # dissector, reference switch, namespaces, setpriv
+  chromium                                      # the web console's browser tests (driven by playwright-core)
 )
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

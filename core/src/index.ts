@@ -23,3 +23,6 @@ export { AuditTrail, recordHash, GENESIS_HASH } from './server/audit/audit-trail
 export { toCsv, toJsonLines } from './server/audit/audit-export.js';
 export { IdentityStore, hashToken, BOOTSTRAP_ADMIN } from './server/identity/identity-store.js';
 export { allows, ROLES, type Principal } from './server/identity/roles.js';
+export { MetricsRegistry } from './metrics/metrics-registry.js';
+export { ServerMetrics, type ServerMetricsSources } from './metrics/server-metrics.js';
+export { currentRequestId, withRequestId, REQUEST_ID_HEADER } from './kernel/request-context.js';

@@ -14,6 +14,7 @@ export const ERROR_CODES = {
   MOTUS_E_PLUGIN_CONFIG: "A plugin's config slice fails the plugin's own schema.",
   MOTUS_E_PLUGIN_CONFLICT: 'Two plugins provide the same single-provider capability, or a dependency is missing.',
   MOTUS_E_PLUGIN_SETUP: "A plugin's setup() failed.",
+  MOTUS_E_METRIC_INVALID: "A metric's name or labels break the naming rules (motus_ prefix, snake case, counters end in _total), or one name is declared twice differently; the data names the metric.",
   MOTUS_E_NO_HYPERVISOR: 'No plugin provides a hypervisor driver on an agent.',
   MOTUS_E_VM_NOT_FOUND: 'No VM of that name is in the inventory.',
   MOTUS_E_VM_EXISTS: 'A VM of that name already exists.',

@@ -1,6 +1,7 @@
 import type { MotusErrorJSON } from './errors.js';
 import type { HostInfo, MigrationPhase, Priority, VmInfo } from './model.js';
 import type { Veto } from './hooks.js';
+import type { AuditRecord } from './client/task-model.js';
 
 interface MigrationEventBase {
   migrationId: string;
@@ -65,9 +66,14 @@ export const TERMINAL_MIGRATION_EVENTS: readonly MigrationEventType[] = ['comple
 export type HostEvent =
   | { type: 'host-registered'; at: string; host: HostInfo }
   | { type: 'host-connected'; at: string; host: HostInfo }
+  /** State, memory in use or CPUs changed (a VM started, stopped or moved; maintenance). */
+  | { type: 'host-updated'; at: string; host: HostInfo }
   | { type: 'host-disconnected'; at: string; host: HostInfo; reason: string };
 
 export type VmEvent =
   | { type: 'vm-started'; at: string; vm: VmInfo }
   | { type: 'vm-stopped'; at: string; vm: VmInfo; reason: string }
   | { type: 'vm-moved'; at: string; vm: VmInfo; from: string; to: string; migrationId: string };
+
+/** A record just appended to the audit trail. */
+export type AuditEvent = { type: 'audit-appended'; at: string; record: AuditRecord };

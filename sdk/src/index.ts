@@ -5,6 +5,7 @@ export * from './model.js';
 export * from './events.js';
 export * from './hooks.js';
 export * from './plugin.js';
+export * from './metrics.js';
 export * from './contracts/hypervisor.js';
 export * from './contracts/storage.js';
 export * from './contracts/network.js';

@@ -2,6 +2,7 @@ import type { DependencyContainer } from 'tsyringe';
 import type { ZodType } from 'zod';
 import type { MigrationHooks, TapOnly } from './hooks.js';
 import type { Logger } from './logger.js';
+import type { PluginMetrics } from './metrics.js';
 import type { Token } from './tokens.js';
 
 /** The plugin API this SDK speaks. A plugin declares the one it was written for. */
@@ -18,6 +19,11 @@ export interface PluginContext<C> {
   /** The plugin's config slice, already validated by its schema. */
   readonly config: C;
   readonly logger: Logger;
+  /**
+   * Counters, gauges and histograms on this process's Prometheus endpoint
+   * (the server's or this host's agent's /metrics).
+   */
+  readonly metrics: PluginMetrics;
   /** The plugin's own child container. */
   readonly container: DependencyContainer;
   readonly hooks: TapOnly<MigrationHooks>;

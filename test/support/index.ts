@@ -3,3 +3,4 @@ export * from './guest-kit.js';
 export * from './site.js';
 export * from './random.js';
 export * from './disk-writer-guest.js';
+export * from './prometheus-text.js';

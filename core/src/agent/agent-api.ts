@@ -1,5 +1,6 @@
 import type { Logger, MigrationTuning, VmSpec } from '@motus/sdk';
-import { JsonHttpServer, STREAMED, startNdjson } from '../http/http-server.js';
+import { JsonHttpServer, Reply, STREAMED, startNdjson } from '../http/http-server.js';
+import { httpMetrics } from '../metrics/http-metrics.js';
 import type { HostAgent } from './host-agent.js';
 
 /**
@@ -8,11 +9,13 @@ import type { HostAgent } from './host-agent.js';
  * with the terminal one; an error mid-stream is sent as a last `{error}` line.
  */
 export function createAgentApi(agent: HostAgent, token: string, logger: Logger): JsonHttpServer {
-  const api = new JsonHttpServer(token, logger);
+  const api = new JsonHttpServer(token, logger, { onServed: httpMetrics(agent.metricsRegistry) });
   const vmName = (params: Record<string, string>) => params.name!;
   const body = (value: unknown) => (value ?? {}) as Record<string, unknown>;
   api
     .route('GET', '/v1/facts', async () => agent.facts())
+    // The agent token guards it like every agent route; Prometheus reads it through the server (GET /v1/hosts/:name/metrics).
+    .route('GET', '/metrics', async () => new Reply(200, await agent.metrics(), agent.metricsRegistry.contentType))
     .route('POST', '/v1/vms', async ({ body: b }) => agent.startVm(body(b).spec as VmSpec))
     .route('POST', '/v1/vms/:name/stop', async ({ params }) => agent.stopVm(vmName(params)))
     .route('POST', '/v1/vms/:name/incoming', async ({ body: b }) => agent.prepareIncoming(body(b).spec as VmSpec, String(body(b).migrationId ?? '')))

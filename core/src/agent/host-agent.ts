@@ -22,6 +22,8 @@ import type { DependencyContainer } from 'tsyringe';
 import { createMigrationHooks } from '../kernel/migration-hooks.js';
 import { PluginHost, type PluginSource } from '../kernel/plugin-host.js';
 import { parseVmSpec } from '../kernel/request-schemas.js';
+import { AgentMetrics } from '../metrics/agent-metrics.js';
+import { MetricsRegistry } from '../metrics/metrics-registry.js';
 import { TERMINAL_STATUSES, type AgentFacts, type AgentVm, type HostLink } from './host-link.js';
 
 export interface HostAgentOptions {
@@ -36,6 +38,8 @@ export interface HostAgentOptions {
   container: DependencyContainer;
   /** How often a running outgoing migration is sampled. */
   progressIntervalMs?: number;
+  /** The registry this agent's /metrics serves (a fresh one, without process defaults, when absent). */
+  metrics?: MetricsRegistry;
 }
 
 interface VmRecord {
@@ -59,12 +63,20 @@ export class HostAgent implements HostLink {
   private readonly vms = new Map<string, VmRecord>();
   private facts_: HypervisorFacts | undefined;
   private stopped = false;
+  private readonly meters: AgentMetrics;
 
   private constructor(
     private readonly options: HostAgentOptions,
     private readonly plugins: PluginHost,
     private readonly driver: HypervisorDriver,
-  ) {}
+    readonly metricsRegistry: MetricsRegistry,
+  ) {
+    this.meters = new AgentMetrics(metricsRegistry, () => {
+      const byRole: Record<string, number> = {};
+      for (const vm of this.vms.values()) byRole[vm.role] = (byRole[vm.role] ?? 0) + 1;
+      return byRole;
+    });
+  }
 
   get name(): string {
     return this.options.name;
@@ -72,7 +84,9 @@ export class HostAgent implements HostLink {
 
   static async start(options: HostAgentOptions): Promise<HostAgent> {
     mkdirSync(options.stateDir, { recursive: true });
+    const metrics = options.metrics ?? new MetricsRegistry();
     const plugins = new PluginHost({
+      metrics,
       role: 'agent',
       host: options.name,
       root: options.container,
@@ -88,7 +102,7 @@ export class HostAgent implements HostLink {
           host: options.name,
         });
       }
-      const agent = new HostAgent(options, plugins, driver);
+      const agent = new HostAgent(options, plugins, driver, metrics);
       agent.facts_ = await driver.probe();
       options.logger.info('agent ready', { host: options.name, hypervisor: agent.facts_ });
       return agent;
@@ -163,8 +177,13 @@ export class HostAgent implements HostLink {
       await vm.handle.startMigration(uri, tuning);
       this.options.logger.info('outgoing migration started', { vm: name, migrationId, uri });
       let lastStatus: string | undefined;
+      let sent = 0;
       for (;;) {
         const progress = await vm.handle.migrationProgress();
+        if (progress.transferredBytes > sent) {
+          this.meters.sentBytes.inc(progress.transferredBytes - sent);
+          sent = progress.transferredBytes;
+        }
         yield progress;
         if (TERMINAL_STATUSES.has(progress.status)) {
           if (progress.status !== 'completed') vm.role = 'running';
@@ -262,6 +281,10 @@ export class HostAgent implements HostLink {
 
   pluginCall(plugin: string, method: string, payload: unknown): Promise<unknown> {
     return this.plugins.invoke(plugin, method, payload);
+  }
+
+  metrics(): Promise<string> {
+    return this.metricsRegistry.exposition();
   }
 
   /** Stops every VM this agent holds and unloads its plugins. */
@@ -376,7 +399,7 @@ export class HostAgent implements HostLink {
     const done: Array<[StorageProvider, NonNullable<VmSpec['disks']>]> = [];
     try {
       for (const [provider, disks] of this.disksByProvider(spec)) {
-        await provider.acquire(spec.name, disks);
+        await this.meters.lease(provider.kind, 'acquire', () => provider.acquire(spec.name, disks));
         done.push([provider, disks]);
       }
     } catch (err) {
@@ -386,7 +409,7 @@ export class HostAgent implements HostLink {
   }
 
   private async releaseLeases(spec: VmSpec): Promise<void> {
-    for (const [provider, disks] of this.disksByProvider(spec)) await provider.release(spec.name, disks);
+    for (const [provider, disks] of this.disksByProvider(spec)) await this.meters.lease(provider.kind, 'release', () => provider.release(spec.name, disks));
   }
 
   private get(name: string): VmRecord {

@@ -56,6 +56,8 @@ export interface HostLink {
   releaseStorage(name: string): Promise<void>;
   /** A plugin's agent-side method (PluginContext.handle). */
   pluginCall(plugin: string, method: string, payload: unknown): Promise<unknown>;
+  /** The agent's metrics in the Prometheus text format (what its /metrics serves). */
+  metrics(): Promise<string>;
 }
 
 export const TERMINAL_STATUSES: ReadonlySet<MigrationProgress['status']> = new Set(['completed', 'failed', 'cancelled']);

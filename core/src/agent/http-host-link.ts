@@ -1,4 +1,5 @@
 import { JsonHttpClient, MotusError, type MigrationProgress, type MigrationTuning, type MotusErrorJSON, type VmRunState, type VmSpec } from '@motus/sdk';
+import { currentRequestId, REQUEST_ID_HEADER } from '../kernel/request-context.js';
 import type { AgentFacts, AgentVm, HostLink } from './host-link.js';
 
 export interface HttpHostLinkOptions {
@@ -22,6 +23,11 @@ export class HttpHostLink implements HostLink {
       peer: `the agent of host ${options.name}`,
       badAnswerCode: 'MOTUS_E_AGENT_UNREACHABLE',
       details: { host: options.name },
+      // The request id being served goes along, so the agent's log lines carry it too.
+      headers: (): Record<string, string> => {
+        const requestId = currentRequestId();
+        return requestId ? { [REQUEST_ID_HEADER]: requestId } : {};
+      },
     });
   }
 
@@ -85,6 +91,11 @@ export class HttpHostLink implements HostLink {
 
   private vmPath(name: string, verb: string): string {
     return `/v1/vms/${encodeURIComponent(name)}/${verb}`;
+  }
+
+  /** The agent's Prometheus exposition (text format). */
+  metrics(): Promise<string> {
+    return this.http.call<string>('GET', '/metrics', undefined, { as: 'text', timeoutMs: 10_000 });
   }
 
   private call<T>(method: string, path: string, body?: unknown, timeoutMs?: number): Promise<T> {

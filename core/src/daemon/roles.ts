@@ -6,6 +6,7 @@ import { HttpHostLink } from '../agent/http-host-link.js';
 import { HostAgent } from '../agent/host-agent.js';
 import { createRootContainer } from '../kernel/container.js';
 import { JsonLogger, logLevelFromEnv } from '../kernel/logger.js';
+import { MetricsRegistry } from '../metrics/metrics-registry.js';
 import type { JsonHttpServer } from '../http/http-server.js';
 import { MotusServer } from '../server/motus-server.js';
 import { createServerApi } from '../server/server-api.js';
@@ -35,6 +36,7 @@ export async function runServer(site: SiteConfig, stateDir: string, logger: Logg
     plugins: site.plugins,
     limits: site,
     reconnect: (name, url) => new HttpHostLink({ name, url, token: agentToken }),
+    metrics: new MetricsRegistry().withProcessDefaults(),
   });
   const api = createServerApi(server, { apiToken, agentToken, logger });
   let url: string;
@@ -74,6 +76,7 @@ export async function runAgent(
     plugins: site.plugins,
     logger,
     container: createRootContainer(),
+    metrics: new MetricsRegistry().withProcessDefaults(),
   });
   let api: JsonHttpServer | undefined;
   try {

@@ -2,6 +2,7 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net';
 import { timingSafeEqual } from 'node:crypto';
 import { MotusError, type Logger, type MotusErrorCode, type Role } from '@motus/sdk';
+import { REQUEST_ID_HEADER, requestIdFrom, withRequestId } from '../kernel/request-context.js';
 import { requireRole, type Principal } from '../server/identity/roles.js';
 
 /** Finds who a bearer token belongs to; undefined when it belongs to nobody. */
@@ -16,8 +17,18 @@ export interface DeniedRequest {
   user?: string;
 }
 
+/** One answered request, for the access log and the request metrics. */
+export interface ServedRequest {
+  method: string;
+  /** The route's pattern (`/v1/vms/:name/stop`), or `unmatched`: a bounded set, fit for a metric label. */
+  route: string;
+  status: number;
+  seconds: number;
+}
+
 export interface JsonHttpServerOptions {
   onDenied?(request: DeniedRequest): void;
+  onServed?(request: ServedRequest): void;
 }
 
 export interface RequestContext {
@@ -31,6 +42,8 @@ export interface RequestContext {
   signal: AbortSignal;
   /** The token's user, on servers that authenticate users. */
   principal?: Principal;
+  /** The request id (the caller's x-request-id when well formed, a fresh one otherwise). */
+  requestId: string;
 }
 
 /** A handler's answer with a status other than the default (202 Accepted), or a body that is not JSON. */
@@ -39,6 +52,7 @@ export class Reply {
     readonly status: number,
     readonly body: unknown,
     readonly contentType?: string,
+    readonly headers: Record<string, string> = {},
   ) {}
 }
 
@@ -57,6 +71,7 @@ export interface RouteOptions {
 
 interface Route {
   method: string;
+  path: string;
   pattern: RegExp;
   keys: string[];
   handler: Handler;
@@ -112,7 +127,7 @@ export class JsonHttpServer {
         }) +
         '$',
     );
-    this.routes.push({ method, pattern, keys, handler, options });
+    this.routes.push({ method, path, pattern, keys, handler, options });
     return this;
   }
 
@@ -141,7 +156,30 @@ export class JsonHttpServer {
     });
   }
 
-  private async dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+  private dispatch(req: IncomingMessage, res: ServerResponse): Promise<void> {
+    const requestId = requestIdFrom(req.headers[REQUEST_ID_HEADER]);
+    res.setHeader(REQUEST_ID_HEADER, requestId);
+    const started = process.hrtime.bigint();
+    let route = 'unmatched';
+    res.on('close', () => {
+      const served: ServedRequest = { method: req.method ?? 'GET', route, status: res.statusCode, seconds: Number(process.hrtime.bigint() - started) / 1e9 };
+      withRequestId(requestId, () => {
+        const fields = { method: served.method, path: req.url ?? '/', route, status: served.status, ms: Math.round(served.seconds * 1000) };
+        // Reads (heartbeats, page loads) would drown the log at info; changes and failures stay visible.
+        if (served.status >= 500) this.logger.error('request', fields);
+        else if (served.method === 'GET' || served.method === 'HEAD') this.logger.debug('request', fields);
+        else this.logger.info('request', fields);
+      });
+      this.hooks.onServed?.(served);
+    });
+    return withRequestId(requestId, () =>
+      this.serve(req, res, requestId, (path) => {
+        route = path;
+      }),
+    );
+  }
+
+  private async serve(req: IncomingMessage, res: ServerResponse, requestId: string, matchedRoute: (path: string) => void): Promise<void> {
     const url = new URL(req.url ?? '/', 'http://localhost');
     const method = req.method ?? 'GET';
     const abort = new AbortController();
@@ -162,6 +200,7 @@ export class JsonHttpServer {
         matched = { route, params };
         break;
       }
+      if (matched) matchedRoute(matched.route.path);
       const routeOptions = matched?.route.options ?? {};
       if (!routeOptions.public) {
         if (routeOptions.token !== undefined || typeof this.auth === 'string') {
@@ -184,14 +223,16 @@ export class JsonHttpServer {
         req,
         res,
         signal: abort.signal,
+        requestId,
         ...(principal ? { principal } : {}),
       });
       if (result === STREAMED) return;
       if (result instanceof Reply) {
-        if (typeof result.body === 'string') {
-          res.writeHead(result.status, { 'content-type': result.contentType ?? 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(result.body) });
+        if (typeof result.body === 'string' || Buffer.isBuffer(result.body)) {
+          res.writeHead(result.status, { ...result.headers, 'content-type': result.contentType ?? 'text/plain; charset=utf-8', 'content-length': Buffer.byteLength(result.body) });
           res.end(result.body);
         } else {
+          for (const [name, value] of Object.entries(result.headers)) res.setHeader(name, value);
           sendJson(res, result.status, result.body ?? {});
         }
         return;

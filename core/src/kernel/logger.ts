@@ -1,4 +1,5 @@
 import type { LogLevel, Logger } from '@motus/sdk';
+import { currentRequestId } from './request-context.js';
 
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
 
@@ -6,7 +7,10 @@ export interface LogSink {
   write(line: string): void;
 }
 
-/** JSON-lines logger: one object per line with time, level, message and fields. */
+/**
+ * JSON-lines logger: one object per line with time, level, message and fields,
+ * plus the request id of the API call being served (see request-context.ts).
+ */
 export class JsonLogger implements Logger {
   constructor(
     private readonly sink: LogSink,
@@ -32,7 +36,8 @@ export class JsonLogger implements Logger {
 
   private log(level: LogLevel, msg: string, fields?: Record<string, unknown>): void {
     if (LEVELS[level] < LEVELS[this.minLevel]) return;
-    this.sink.write(JSON.stringify({ time: new Date().toISOString(), level, msg, ...this.fields, ...fields }) + '\n');
+    const requestId = currentRequestId();
+    this.sink.write(JSON.stringify({ time: new Date().toISOString(), level, msg, ...(requestId ? { requestId } : {}), ...this.fields, ...fields }) + '\n');
   }
 }
 

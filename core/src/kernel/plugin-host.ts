@@ -16,6 +16,7 @@ import {
   type PluginRole,
   type Token,
 } from '@motus/sdk';
+import { MetricsRegistry } from '../metrics/metrics-registry.js';
 import { tapOnly } from './migration-hooks.js';
 
 /** A plugin to load: by package name (site files) or as a value (embedders, tests). */
@@ -46,6 +47,8 @@ export interface PluginHostOptions {
   hooks: MigrationHooks;
   logger: Logger;
   stateDir: string;
+  /** The process's metrics registry; each plugin gets a checked view of it as ctx.metrics (a private one when absent). */
+  metrics?: MetricsRegistry;
   /** Server role: reaches a plugin's handler on a host's agent. */
   callAgent?: (host: string, plugin: string, method: string, payload: unknown) => Promise<unknown>;
 }
@@ -66,7 +69,11 @@ export class PluginHost {
   private readonly factProviders = new Map<string, () => unknown>();
   private readonly handlers = new Map<string, Map<string, Handler>>();
 
-  constructor(private readonly options: PluginHostOptions) {}
+  private readonly metrics: MetricsRegistry;
+
+  constructor(private readonly options: PluginHostOptions) {
+    this.metrics = options.metrics ?? new MetricsRegistry();
+  }
 
   async load(sources: readonly PluginSource[]): Promise<void> {
     const resolved: Array<{ definition: PluginDefinition<unknown>; rawConfig: Record<string, unknown>; label: string }> = [];
@@ -165,6 +172,7 @@ export class PluginHost {
       ...(host === undefined ? {} : { host }),
       config,
       logger: logger.child({ plugin: definition.name }),
+      metrics: this.metrics.forPlugin(definition.name),
       container,
       hooks: tapOnly(hooks),
       stateDir: folder,

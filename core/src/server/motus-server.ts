@@ -21,6 +21,8 @@ import {
 import type { AgentFacts, HostLink } from '../agent/host-link.js';
 import { createMigrationHooks } from '../kernel/migration-hooks.js';
 import { PluginHost, type PluginSource } from '../kernel/plugin-host.js';
+import { MetricsRegistry } from '../metrics/metrics-registry.js';
+import { ServerMetrics } from '../metrics/server-metrics.js';
 import { parseMigrationRequest, parseVmSpec } from '../kernel/request-schemas.js';
 import { TasksConfigSchema, type MigrationConfig } from '../site/site-schema.js';
 import { AuditTrail } from './audit/audit-trail.js';
@@ -49,6 +51,8 @@ export interface MotusServerOptions {
    * agents (and settles the migrations they ran) without waiting for them to register.
    */
   reconnect?: (name: string, url: string) => HostLink;
+  /** The registry the server's /metrics serves (a fresh one, without process defaults, when absent). */
+  metrics?: MetricsRegistry;
 }
 
 interface HostEntry {
@@ -78,6 +82,7 @@ export class MotusServer implements Platform {
   readonly schedules: ScheduleService;
   private readonly limitsSite: LimitsSite;
   private readonly heartbeat: NodeJS.Timeout;
+  private readonly meters: ServerMetrics;
   private stopped = false;
   private beating = false;
 
@@ -86,6 +91,7 @@ export class MotusServer implements Platform {
     private readonly inventory: Inventory,
     private readonly plugins: PluginHost,
     hooks: MigrationHooks,
+    readonly metricsRegistry: MetricsRegistry,
   ) {
     this.orchestrator = new MigrationOrchestrator({
       inventory,
@@ -126,6 +132,13 @@ export class MotusServer implements Platform {
       submit: (request) => this.tasks.submit(request),
       missedRunGraceSeconds: this.limitsSite.tasks.missedRunGraceSeconds,
     });
+    this.meters = new ServerMetrics(metricsRegistry, {
+      migrations$: this.migrations$,
+      queuedTasks: () => this.tasks.queueLength(),
+      runningTasks: () => this.tasks.runningCount(),
+      hosts: () => [...this.hostEntries.values()].map((e) => e.info),
+      vms: () => inventory.vms(),
+    });
     this.heartbeat = setInterval(() => void this.beat(), options.heartbeatMs ?? 1_000);
     this.heartbeat.unref();
   }
@@ -135,7 +148,9 @@ export class MotusServer implements Platform {
     const inventory = new Inventory(join(options.stateDir, 'motus.db'));
     const hooks = createMigrationHooks();
     let server: MotusServer | undefined;
+    const metrics = options.metrics ?? new MetricsRegistry();
     const plugins = new PluginHost({
+      metrics,
       role: 'server',
       root: options.container,
       hooks,
@@ -153,7 +168,7 @@ export class MotusServer implements Platform {
       inventory.close();
       throw err;
     }
-    server = new MotusServer(options, inventory, plugins, hooks);
+    server = new MotusServer(options, inventory, plugins, hooks, metrics);
     server.reconcileAfterRestart();
     server.schedules.start();
     server.reconnectKnownHosts();
@@ -280,6 +295,7 @@ export class MotusServer implements Platform {
     if (this.stopped) return;
     this.stopped = true;
     clearInterval(this.heartbeat);
+    this.meters.stop();
     this.schedules.stop();
     this.tasks.stop();
     await this.orchestrator.drain();
@@ -311,8 +327,12 @@ export class MotusServer implements Platform {
     try {
       const facts = await withTimeout(entry.link.facts(), 2_000, `facts of ${entry.info.name}`);
       const wasDown = entry.info.state === 'disconnected';
+      const before = entry.info;
       entry.misses = 0;
       entry.info = this.infoFromFacts(entry.link, facts, wasDown ? 'connected' : entry.info.state);
+      const changed = before.memoryUsedMiB !== entry.info.memoryUsedMiB || before.memoryTotalMiB !== entry.info.memoryTotalMiB || before.cpus !== entry.info.cpus;
+      // Heartbeats change lastSeen and plugin counters every second; only what a person watches is pushed.
+      if (changed && !wasDown) this.hostSubject.next({ type: 'host-updated', at: now(), host: entry.info });
       this.inventory.putHost(entry.info);
       this.reconcileHost(entry.info.name, facts);
       if (wasDown) {

@@ -2,7 +2,9 @@ import { MotusError, type Logger, type Role, type ScheduleRequest } from '@motus
 import { z } from 'zod';
 import { HttpHostLink } from '../agent/http-host-link.js';
 import { JsonHttpServer, Reply, STREAMED, startNdjson, type RequestContext } from '../http/http-server.js';
+import { consoleDir, StaticFiles } from '../http/static-files.js';
 import { parseMigrationRequest, parseRequest, StartVmRequestSchema } from '../kernel/request-schemas.js';
+import { httpMetrics } from '../metrics/http-metrics.js';
 import { toCsv, toJsonLines } from './audit/audit-export.js';
 import { parseAuditParams, ScheduleRequestSchema, SchedulePatchSchema, TaskRequestSchema, TokenRequestSchema, UserRequestSchema } from './api-schemas.js';
 import type { Principal } from './identity/roles.js';
@@ -22,6 +24,8 @@ export interface ServerApiOptions {
   /** Token of the agent protocol, both ways. */
   agentToken: string;
   logger: Logger;
+  /** Folder of the built web console (default: the @motus/console workspace's dist/). */
+  consoleDir?: string;
 }
 
 /**
@@ -38,11 +42,20 @@ export function createServerApi(server: MotusServer, options: ServerApiOptions):
         outcome: denied.code,
         detail: { method: denied.method, path: denied.path, message: denied.message },
       }),
+    onServed: httpMetrics(server.metricsRegistry),
   });
+  const files = new StaticFiles(options.consoleDir ?? consoleDir());
   const me = (ctx: RequestContext): Principal => ctx.principal!;
   const as = (role: Role) => ({ role });
   api
     .route('GET', '/v1/health', async () => ({ ok: true }), { public: true })
+    // The console's files hold no data (the page asks for a token and calls the API with it): public.
+    .route('GET', '/', async () => new Reply(302, '', 'text/plain; charset=utf-8', { location: '/console/' }), { public: true })
+    .route('GET', '/console/', async () => files.serve('index.html'), { public: true })
+    .route('GET', '/console/:file', async ({ params }) => files.serve(params.file!), { public: true })
+    // Metrics name hosts, VMs' ports and datastores: a reader's (viewer) token, like every other read.
+    .route('GET', '/metrics', async () => new Reply(200, await server.metricsRegistry.exposition(), server.metricsRegistry.contentType))
+    .route('GET', '/v1/hosts/:name/metrics', async ({ params }) => new Reply(200, await server.liveHost(params.name!).link.metrics(), server.metricsRegistry.contentType))
     .route('GET', '/v1/whoami', async (ctx) => me(ctx))
     .route('GET', '/v1/hosts', async () => server.hosts())
     .route('GET', '/v1/vms', async () => server.vms())
@@ -212,6 +225,7 @@ export function createServerApi(server: MotusServer, options: ServerApiOptions):
         server.migrations$.subscribe((e) => out.write({ stream: 'migration', ...e })),
         server.hosts$.subscribe((e) => out.write({ stream: 'host', ...e })),
         server.vms$.subscribe((e) => out.write({ stream: 'vm', ...e })),
+        server.audit.records$.subscribe((record) => out.write({ stream: 'audit', type: 'audit-appended', at: record.at, record })),
       ];
       await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve()));
       subscriptions.forEach((s) => s.unsubscribe());

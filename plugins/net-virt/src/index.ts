@@ -5,6 +5,7 @@ import { netVirtConfigSchema, type NetVirtConfig } from './config.js';
 import { HostSwitch } from './host-switch.js';
 import { confirmRelocation } from './relocation.js';
 import { destinationVeto } from './destination-check.js';
+import { publishSwitchMetrics } from './switch-metrics.js';
 
 export { netVirtConfigSchema, type NetVirtConfig } from './config.js';
 export { FrameDecoder, encodeFrame, MAX_FRAME_BYTES, MAX_SKIP_BYTES, MIN_FRAME_BYTES, type FrameDecodeError, type FrameDecodeResult } from './frame-codec.js';
@@ -52,6 +53,7 @@ export default definePlugin<NetVirtConfig>({
       ctx.onDispose(() => hostSwitch.stop());
       ctx.provide(NetworkProviderToken, hostSwitch);
       ctx.reportFacts(() => hostSwitch.facts());
+      publishSwitchMetrics(ctx.metrics, hostSwitch.sw);
       ctx.handle('locate', async (payload) => {
         const p = payload as Partial<LocatePayload> | null;
         if (typeof p?.mac !== 'string' || (p.network !== undefined && typeof p.network !== 'string')) throw payloadError('locate', '{ mac: string, network?: string }');

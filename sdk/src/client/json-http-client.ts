@@ -14,6 +14,8 @@ export interface JsonHttpClientOptions {
   badAnswerCode: MotusErrorCode;
   /** Data attached to every error this client makes (the host's name, say). */
   details?: Record<string, unknown>;
+  /** Extra headers, read for each request (the request id being served). */
+  headers?: () => Record<string, string>;
 }
 
 export interface CallOptions {
@@ -72,7 +74,7 @@ export class JsonHttpClient {
     try {
       return await fetch(this.base + path, {
         method,
-        headers: { authorization: `Bearer ${this.options.token}`, 'content-type': 'application/json' },
+        headers: { ...this.options.headers?.(), authorization: `Bearer ${this.options.token}`, 'content-type': 'application/json' },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal,
       });

@@ -1,4 +1,4 @@
-import type { HostEvent, MigrationEvent, VmEvent } from '../events.js';
+import type { AuditEvent, HostEvent, MigrationEvent, VmEvent } from '../events.js';
 import type { HostInfo, MigrationRequest, MigrationSummary, VmInfo, VmSpec } from '../model.js';
 import { JsonHttpClient } from './json-http-client.js';
 import type {
@@ -23,7 +23,7 @@ export interface MotusClientOptions {
   timeoutMs?: number;
 }
 
-export type SiteEvent = ({ stream: 'migration' } & MigrationEvent) | ({ stream: 'host' } & HostEvent) | ({ stream: 'vm' } & VmEvent);
+export type SiteEvent = ({ stream: 'migration' } & MigrationEvent) | ({ stream: 'host' } & HostEvent) | ({ stream: 'vm' } & VmEvent) | ({ stream: 'audit' } & AuditEvent);
 
 /** Typed client of the motusd server API (REST + NDJSON event streams). */
 export class MotusClient {

@@ -22,6 +22,8 @@ export interface TaskInfo {
   /** Why it waits (the limit that is full), while queued. */
   waitingFor?: string;
   error?: MotusErrorJSON;
+  /** The request id of the API call (or schedule run) that made it; its log lines, server's and agents', carry it. */
+  requestId?: string;
 }
 
 export interface TaskRequest {

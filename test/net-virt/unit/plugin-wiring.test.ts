@@ -1,5 +1,5 @@
 import { expect } from 'chai';
-import { isMotusError, NetworkProviderToken, type MigrationHookContext, type PluginContext } from '@motus/sdk';
+import { isMotusError, NetworkProviderToken, type MetricSample, type MigrationHookContext, type PluginContext } from '@motus/sdk';
 import netVirt, { netVirtConfigSchema, type NetVirtConfig } from '@motus/net-virt';
 import { tempDir } from '../../support/index.js';
 
@@ -11,6 +11,7 @@ function fakeContext(role: 'agent' | 'server', config: NetVirtConfig, stateDir: 
   const taps = new Map<string, Tap>();
   const provided: unknown[] = [];
   const disposers: Array<() => void | Promise<void>> = [];
+  const metrics = new Map<string, () => readonly MetricSample[]>();
   const hook = (name: string) => ({ tapPromise: (_: string, fn: Tap) => taps.set(name, fn), tap: () => undefined, tapAsync: () => undefined });
   const ctx = {
     name: '@motus/net-virt',
@@ -24,10 +25,11 @@ function fakeContext(role: 'agent' | 'server', config: NetVirtConfig, stateDir: 
     provide: (token: unknown, value: unknown) => provided.push([token, value]),
     onDispose: (fn: () => void | Promise<void>) => disposers.push(fn),
     reportFacts: () => undefined,
+    metrics: { sampled: (spec: { name: string }, read: () => readonly MetricSample[]) => metrics.set(spec.name, read) },
     handle: (method: string, fn: (payload: unknown) => Promise<unknown>) => handlers.set(method, fn),
     callAgent: callAgent ?? (async () => undefined),
   } as unknown as PluginContext<NetVirtConfig>;
-  return { ctx, handlers, taps, provided, dispose: async () => { for (const fn of disposers.reverse()) await fn(); } };
+  return { ctx, handlers, taps, provided, metrics, dispose: async () => { for (const fn of disposers.reverse()) await fn(); } };
 }
 
 describe('net-virt plugin wiring', () => {
@@ -40,6 +42,10 @@ describe('net-virt plugin wiring', () => {
       await netVirt.setup(f.ctx);
       expect(f.provided.map((p) => (p as unknown[])[0])).to.deep.equal([NetworkProviderToken]);
       expect([...f.handlers.keys()].sort()).to.deep.equal(['capture', 'locate', 'mac-table', 'stats']);
+      expect([...f.metrics.keys()]).to.include.members(['motus_vswitch_frames_total', 'motus_vswitch_dropped_frames_total', 'motus_vswitch_bytes_total']);
+      const provider = f.provided[0] as [unknown, import('@motus/sdk').NetworkProvider];
+      await provider[1].attach('vm1', { id: 'net0', mac: '52:54:00:00:00:07', network: 'prod' });
+      expect(f.metrics.get('motus_vswitch_frames_total')!()).to.deep.include({ labels: { port: 'vm1.net0', network: 'prod', direction: 'rx' }, value: 0 });
       expect(await f.handlers.get('locate')!({ mac: '52:54:00:00:00:01', network: 'prod' })).to.deep.equal({ host: 'host-a', location: null });
       for (const [method, payload] of [['locate', { mac: 5 }], ['capture', { target: 'uplink', name: '../../etc/passwd', durationMs: 10 }], ['capture', null]] as const) {
         try {

@@ -1,5 +1,6 @@
 import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';
+import { Subject } from 'rxjs';
 import { MotusError, type AuditQuery, type AuditRecord, type AuditVerification } from '@motus/sdk';
 
 const SCHEMA = `
@@ -57,6 +58,9 @@ interface Row {
  * prevent; export the trail (or its head hash) elsewhere for that.
  */
 export class AuditTrail {
+  private readonly appended = new Subject<AuditRecord>();
+  /** Records as they are appended (the API's event stream, the console). */
+  readonly records$ = this.appended.asObservable();
   private readonly stmts;
   private head: { seq: number; hash: string };
   private readonly appendTx;
@@ -87,6 +91,7 @@ export class AuditTrail {
     record.hash = recordHash(record);
     this.appendTx(toRow(record));
     this.head = { seq: record.seq, hash: record.hash };
+    this.appended.next(record);
     return record;
   }
 

@@ -11,6 +11,7 @@ import {
 } from '@motus/sdk';
 import type { HostLink } from '../../agent/host-link.js';
 import type { TasksConfig } from '../../site/site-schema.js';
+import { currentRequestId, newRequestId, withRequestId } from '../../kernel/request-context.js';
 import type { AuditTrail } from '../audit/audit-trail.js';
 import type { Inventory } from '../inventory.js';
 import { withTimeout, type EventBody, type MigrationOrchestrator } from '../migration-orchestrator.js';
@@ -87,6 +88,7 @@ export class TaskService {
       state: 'queued',
       createdAt: new Date().toISOString(),
       ...(request.scheduleId ? { scheduleId: request.scheduleId } : {}),
+      requestId: currentRequestId() ?? newRequestId(),
     };
     const task = this.track(info, this.nextSeq++, this.deps.resources.keysFor(vm.spec, vm.host, request.destination));
     this.save(task);
@@ -101,6 +103,7 @@ export class TaskService {
       task: id,
       detail: { priority, ...(info.scheduleId ? { schedule: info.scheduleId } : {}) },
     });
+    this.deps.logger.info('migration task queued', { task: id, vm: info.vm, destination: info.destination, priority, requestedBy: info.requestedBy });
     this.dispatcher.enqueue(task);
     this.pump();
     const launching = this.launching.get(id);
@@ -142,6 +145,18 @@ export class TaskService {
       const live = this.live.get(info.id);
       return live ? this.view(live) : info;
     });
+  }
+
+  /** Tasks waiting in the queue. */
+  queueLength(): number {
+    return this.dispatcher.size;
+  }
+
+  /** Tasks whose migration runs now (or awaits reconciliation after a restart). */
+  runningCount(): number {
+    let running = 0;
+    for (const task of this.live.values()) if (task.info.state === 'running') running += 1;
+    return running;
   }
 
   /** The outcome of a task still in memory (queued or running), for in-process callers. */
@@ -249,7 +264,8 @@ export class TaskService {
   private pump(): void {
     if (this.stopping) return;
     for (const task of this.dispatcher.takeReady()) {
-      const launching = this.launch(task).finally(() => this.launching.delete(task.id));
+      // The task runs under the request id of the call that queued it, whichever call frees its slot.
+      const launching = withRequestId(task.info.requestId, () => this.launch(task)).finally(() => this.launching.delete(task.id));
       launching.catch(() => undefined);
       this.launching.set(task.id, launching);
     }
