@@ -1,4 +1,6 @@
 import { z } from 'zod';
+import { checkPlacement } from './placement-checks.js';
+import { PlacementSchema } from './placement-schema.js';
 
 const hostName = z
   .string()
@@ -23,6 +25,8 @@ export const HostConfigSchema = z
     maxMigrations: z.number().int().positive().optional(),
     /** The migration network (one of `networks`) its migration streams use. */
     migrationNetwork: z.string().min(1).default('default'),
+    /** Where the agent reads ECC and thermal state (EDAC, thermal zones); another root for tests. */
+    sysRoot: z.string().min(1).default('/sys'),
   })
   .strict();
 
@@ -97,6 +101,8 @@ export const SiteSchema = z
     /** Migration networks; a network named 'default' at 1 Gbit/s exists unless listed. */
     networks: z.array(NetworkConfigSchema).default([]),
     datastores: z.array(DatastoreConfigSchema).default([]),
+    /** Clusters, resource pools, affinity rules, balancing and the health policy (docs/placement.md). */
+    placement: PlacementSchema.prefault({}),
   })
   .strict()
   .superRefine((site, ctx) => {
@@ -115,6 +121,7 @@ export const SiteSchema = z
       if (datastores.has(ds.name)) ctx.addIssue({ code: 'custom', message: `datastore name '${ds.name}' is used twice`, path: ['datastores', index, 'name'] });
       datastores.add(ds.name);
     });
+    for (const issue of checkPlacement(site.placement, site.hosts)) ctx.addIssue({ code: 'custom', message: issue.message, path: issue.path });
   });
 
 export type SiteConfig = z.infer<typeof SiteSchema>;

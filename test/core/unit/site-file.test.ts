@@ -18,7 +18,7 @@ describe('site file', () => {
     const site = parseSite('hosts:\n  - name: host-a\n');
     expect(site.site).to.equal('motus');
     expect(site.server.listen).to.equal('127.0.0.1:0');
-    expect(site.hosts[0]).to.deep.equal({ name: 'host-a', listen: '127.0.0.1:0', migrationAddress: '127.0.0.1', migrationNetwork: 'default' });
+    expect(site.hosts[0]).to.deep.equal({ name: 'host-a', listen: '127.0.0.1:0', migrationAddress: '127.0.0.1', migrationNetwork: 'default', sysRoot: '/sys' });
     expect(site.tasks).to.deep.equal({ maxPerHost: 8, maxPerDatastore: 128, highPriorityBurst: 4, missedRunGraceSeconds: 3600 });
     expect(site.networks).to.deep.equal([]);
     expect(site.datastores).to.deep.equal([]);
