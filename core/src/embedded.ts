@@ -40,6 +40,7 @@ export async function createEmbeddedPlatform(options: EmbeddedPlatformOptions): 
         name: host.name,
         stateDir: join(options.stateDir, 'agents', host.name),
         migrationAddress: host.migrationAddress,
+        switchoverWaitMs: site.migration.switchoverWaitSeconds * 1000,
         ...(host.memoryMiB === undefined ? {} : { memoryMiB: host.memoryMiB }),
         plugins,
         logger: logger.child({ role: 'agent', host: host.name }),

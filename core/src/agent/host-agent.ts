@@ -40,6 +40,13 @@ export interface HostAgentOptions {
   progressIntervalMs?: number;
   /** The registry this agent's /metrics serves (a fresh one, without process defaults, when absent). */
   metrics?: MetricsRegistry;
+  /**
+   * How long a source waits, paused at switchover, for the server's continue before
+   * it settles the VM's ownership itself (fencing rule S2 of docs/reliability.md).
+   */
+  switchoverWaitMs?: number;
+  /** How often a source that lost its server tries to take its lease back. */
+  settleRetryMs?: number;
 }
 
 interface VmRecord {
@@ -53,7 +60,16 @@ interface VmRecord {
   nics: string[];
   /** Set before an ordered stop, so the exit is not reported as a crash. */
   stopping: boolean;
+  /** Outgoing: the server ordered the switchover (the last state may be on its way). */
+  continued: boolean;
+  /** Lease operations of this VM run one at a time (the server's orders and the agent's own settling may overlap). */
+  leaseQueue: Promise<unknown>;
+  /** Running while an outgoing VM that lost its server settles its ownership. */
+  settling?: Promise<void>;
 }
+
+/** A sample repeats this often while the source waits at switchover, so the server can tell a live stream from a cut link. */
+const KEEPALIVE_MS = 5_000;
 
 /**
  * The agent of one host: holds that host's VM processes through the hypervisor
@@ -173,6 +189,9 @@ export class HostAgent implements HostLink {
     const onAbort = () => wake?.();
     signal.addEventListener('abort', onAbort, { once: true });
     const interval = this.options.progressIntervalMs ?? 250;
+    const switchoverWaitMs = this.options.switchoverWaitMs ?? 30_000;
+    let pausedSince: number | undefined;
+    let settled = false;
     try {
       await vm.handle.startMigration(uri, tuning);
       this.options.logger.info('outgoing migration started', { vm: name, migrationId, uri });
@@ -184,14 +203,27 @@ export class HostAgent implements HostLink {
           this.meters.sentBytes.inc(progress.transferredBytes - sent);
           sent = progress.transferredBytes;
         }
+        // A consumer may stop at the terminal sample: the migration has ended by then.
+        if (TERMINAL_STATUSES.has(progress.status)) settled = true;
         yield progress;
         if (TERMINAL_STATUSES.has(progress.status)) {
           if (progress.status !== 'completed') vm.role = 'running';
           return;
         }
         if (signal.aborted) return;
-        // In pre-switchover the sample repeats until the server continues; only wait for events.
-        const waitMs = progress.status === 'pre-switchover' && lastStatus === 'pre-switchover' ? 60_000 : interval;
+        if (progress.status === 'pre-switchover' && !vm.continued) {
+          pausedSince ??= Date.now();
+          if (Date.now() - pausedSince > switchoverWaitMs) {
+            // Fencing rule S2: the server has not ordered the switchover in time; it
+            // may be gone, or cut off. The source settles ownership itself.
+            this.settleOutgoing(name, vm, `no order from the server within ${switchoverWaitMs} ms of pausing at switchover`);
+            settled = true;
+            return;
+          }
+        }
+        // In pre-switchover the sample repeats until the server continues; wait for
+        // events, and send a keepalive sample now and then.
+        const waitMs = progress.status === 'pre-switchover' && lastStatus === 'pre-switchover' ? Math.min(KEEPALIVE_MS, switchoverWaitMs) : interval;
         lastStatus = progress.status;
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, waitMs);
@@ -208,11 +240,17 @@ export class HostAgent implements HostLink {
     } finally {
       statusWatch.unsubscribe();
       signal.removeEventListener('abort', onAbort);
+      // Fencing rule S1: the server's stream ended before the migration did (the
+      // server died, or cut the stream, or gave up): the source settles by itself.
+      if (!settled && vm.role === 'outgoing' && this.vms.get(name) === vm) this.settleOutgoing(name, vm, 'the server stopped following the migration');
     }
   }
 
   async continueMigration(name: string): Promise<void> {
-    await this.get(name).handle.continueMigration();
+    const vm = this.get(name);
+    if (vm.settling) throw new MotusError('MOTUS_E_FENCED', `VM ${name} on ${this.name} is settling its ownership after losing its server; the switchover is off`, { vm: name, host: this.name, reason: 'settling' });
+    vm.continued = true;
+    await vm.handle.continueMigration();
   }
 
   async cancelMigration(name: string): Promise<void> {
@@ -231,14 +269,23 @@ export class HostAgent implements HostLink {
     }
   }
 
+  /**
+   * Fencing rule H1: a VM with leased disks runs only where its lease is. A copy
+   * that gave its lease away (the source at switchover) takes it back first; if
+   * another host holds it, the VM stays stopped (MOTUS_E_FENCED).
+   */
   async resume(name: string): Promise<void> {
     const vm = this.get(name);
+    await this.holdLease(name, vm);
     await vm.handle.resume();
     vm.role = 'running';
   }
 
   async commitIncoming(name: string): Promise<void> {
     const vm = this.get(name);
+    if (this.hasLeasedDisks(vm.spec) && !vm.leased) {
+      throw new MotusError('MOTUS_E_FENCED', `VM ${name} on ${this.name} does not hold the lease of its disks; it cannot be this host's`, { vm: name, host: this.name, reason: 'no lease' });
+    }
     vm.role = 'running';
   }
 
@@ -267,16 +314,105 @@ export class HostAgent implements HostLink {
 
   async acquireStorage(name: string): Promise<void> {
     const vm = this.get(name);
-    if (vm.leased) return;
-    await this.acquireLeases(vm.spec);
-    vm.leased = true;
+    await this.leaseOp(vm, async () => {
+      if (vm.leased) return;
+      await this.acquireLeases(vm.spec);
+      vm.leased = true;
+    });
   }
 
   async releaseStorage(name: string): Promise<void> {
     const vm = this.get(name);
-    if (!vm.leased) return;
-    await this.releaseLeases(vm.spec);
-    vm.leased = false;
+    if (vm.settling) {
+      throw new MotusError('MOTUS_E_FENCED', `VM ${name} on ${this.name} is settling its ownership after losing its server; it keeps its lease`, { vm: name, host: this.name, reason: 'settling' });
+    }
+    await this.leaseOp(vm, async () => {
+      if (!vm.leased) return;
+      await this.releaseLeases(vm.spec);
+      vm.leased = false;
+    });
+  }
+
+  /** Runs one lease operation of a VM after the ones already queued. */
+  private leaseOp<T>(vm: VmRecord, op: () => Promise<T>): Promise<T> {
+    const next = vm.leaseQueue.then(op, op);
+    vm.leaseQueue = next.catch(() => undefined);
+    return next;
+  }
+
+  private hasLeasedDisks(spec: VmSpec): boolean {
+    return this.disksByProvider(spec).length > 0;
+  }
+
+  /** Takes the VM's lease back for this host if it gave it away; MOTUS_E_FENCED when another host holds it. */
+  private async holdLease(name: string, vm: VmRecord): Promise<void> {
+    await this.leaseOp(vm, async () => {
+      if (vm.leased || !this.hasLeasedDisks(vm.spec)) return;
+      try {
+        await this.acquireLeases(vm.spec);
+      } catch (err) {
+        throw new MotusError(
+          'MOTUS_E_FENCED',
+          `VM ${name} stays stopped on ${this.name}: the lease of its disks is not this host's (${(err as Error).message})`,
+          { vm: name, host: this.name, reason: 'lease held elsewhere', cause: MotusError.from(err).toJSON() },
+        );
+      }
+      vm.leased = true;
+    });
+  }
+
+  /**
+   * Fencing rules S1/S2: a source whose server stopped following its outgoing
+   * migration decides alone, and only through the storage lease. Its state already
+   * sent (migration completed) → it stays stopped. Otherwise it takes its lease
+   * back *before* cancelling (QEMU resumes a source by itself when its migration is
+   * cancelled or fails), then resumes. While another host holds the lease it stays
+   * paused and tries again, until it gets the lease or the server settles the VM.
+   */
+  private settleOutgoing(name: string, vm: VmRecord, why: string): void {
+    if (vm.settling || this.stopped) return;
+    const log = this.options.logger;
+    log.warn('outgoing migration lost its server; settling ownership through the storage lease', { vm: name, reason: why });
+    vm.settling = (async () => {
+      const retryMs = this.options.settleRetryMs ?? 2_000;
+      let refusals = 0;
+      for (;;) {
+        if (this.stopped || this.vms.get(name) !== vm || vm.role !== 'outgoing') return;
+        const progress = await vm.handle.migrationProgress().catch(() => undefined);
+        if (!progress) return;
+        if (progress.status === 'completed') {
+          log.warn('settled: the VM state went to the destination; the source stays stopped', { vm: name });
+          return;
+        }
+        try {
+          await this.holdLease(name, vm);
+        } catch (err) {
+          if (refusals++ === 0) log.warn('settling: another host holds the lease; the source stays paused', { vm: name, error: (err as Error).message });
+          await new Promise((resolve) => setTimeout(resolve, retryMs));
+          continue;
+        }
+        if (!TERMINAL_STATUSES.has(progress.status)) await vm.handle.cancelMigration().catch(() => undefined);
+        let status: MigrationProgress['status'] = progress.status;
+        for (let i = 0; i < 100 && !TERMINAL_STATUSES.has(status); i++) {
+          await new Promise((resolve) => setTimeout(resolve, 100));
+          status = (await vm.handle.migrationProgress().catch(() => undefined))?.status ?? 'failed';
+        }
+        if (status === 'completed') {
+          // Only possible without a lease to move (nothing held the destination back).
+          log.warn('settled: the migration completed while cancelling; the source stays stopped', { vm: name });
+          return;
+        }
+        const state = await vm.handle.runState().catch(() => 'absent' as const);
+        if (state !== 'running' && state !== 'absent') await vm.handle.resume();
+        vm.role = 'running';
+        log.warn('settled: the source holds the lease and runs the VM again', { vm: name });
+        return;
+      }
+    })()
+      .catch((err: unknown) => log.error('settling an outgoing VM failed', { vm: name, error: (err as Error).message }))
+      .finally(() => {
+        vm.settling = undefined;
+      });
   }
 
   pluginCall(plugin: string, method: string, payload: unknown): Promise<unknown> {
@@ -326,8 +462,19 @@ export class HostAgent implements HostLink {
         leased = true;
       }
       const handle = await this.driver.launch(await this.localDisks(spec), { runDir: this.runDir(spec.name), incoming: role === 'incoming', nics: attached });
-      const record: VmRecord = { handle, spec, role, startedAt: new Date().toISOString(), leased, nics: attached.map((a) => a.nicId), stopping: false };
+      const record: VmRecord = {
+        handle,
+        spec,
+        role,
+        startedAt: new Date().toISOString(),
+        leased,
+        nics: attached.map((a) => a.nicId),
+        stopping: false,
+        continued: false,
+        leaseQueue: Promise.resolve(),
+      };
       this.vms.set(spec.name, record);
+      if (role === 'incoming' && this.hasLeasedDisks(spec)) this.fenceIncoming(spec.name, record);
       void handle.exited.then(async ({ code, signal }) => {
         if (this.vms.get(spec.name) !== record) return;
         if (!record.stopping) this.options.logger.warn('vm process exited', { vm: spec.name, code, signal, role: record.role });
@@ -339,6 +486,24 @@ export class HostAgent implements HostLink {
       await this.detach(spec, attached.map((a) => a.nicId));
       throw err;
     }
+  }
+
+  /**
+   * Fencing rule D1: an incoming copy never runs without the lease of its disks. The
+   * server moves the lease before it lets the source send its last state, so this
+   * only fires if that order was broken; the copy is killed before it can write.
+   */
+  private fenceIncoming(name: string, record: VmRecord): void {
+    const watch = record.handle.events$.subscribe({
+      next: (event) => {
+        if (event.type !== 'resumed' || record.role !== 'incoming' || record.leased) return;
+        this.options.logger.error('an incoming copy started running without the lease of its disks; killed', { vm: name, host: this.name });
+        record.stopping = true;
+        void record.handle.stop(0);
+      },
+      error: () => undefined,
+    });
+    void record.handle.exited.then(() => watch.unsubscribe());
   }
 
   /** Forgets a VM whose process has ended, giving back its leases and switch ports. */

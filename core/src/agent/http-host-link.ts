@@ -7,15 +7,19 @@ export interface HttpHostLinkOptions {
   url: string;
   token: string;
   timeoutMs?: number;
+  /** A migration progress stream silent this long is taken as lost (default 20 s). */
+  streamIdleMs?: number;
 }
 
 /** The server's link to an agent in another process, over the agent protocol. */
 export class HttpHostLink implements HostLink {
   readonly name: string;
   private readonly http: JsonHttpClient;
+  private readonly streamIdleMs: number;
 
   constructor(options: HttpHostLinkOptions) {
     this.name = options.name;
+    this.streamIdleMs = options.streamIdleMs ?? 20_000;
     this.http = new JsonHttpClient({
       url: options.url,
       token: options.token,
@@ -48,11 +52,36 @@ export class HttpHostLink implements HostLink {
     return this.call('POST', this.vmPath(spec.name, 'incoming'), { spec, migrationId }, 60_000);
   }
 
+  /**
+   * The agent sends a sample at least every few seconds (a keepalive while paused
+   * at switchover), so a stream silent for `streamIdleMs` means a cut link or a
+   * frozen agent: it ends with MOTUS_E_AGENT_UNREACHABLE instead of hanging.
+   */
   async *migrateOut(name: string, uri: string, tuning: MigrationTuning, migrationId: string, signal: AbortSignal): AsyncGenerator<MigrationProgress> {
-    for await (const line of this.http.stream('POST', this.vmPath(name, 'migrate'), { uri, tuning, migrationId }, signal)) {
-      const item = line as { progress?: MigrationProgress; error?: MotusErrorJSON };
-      if (item.error) throw MotusError.fromJSON(item.error);
-      if (item.progress) yield item.progress;
+    const idleMs = this.streamIdleMs;
+    const idle = new AbortController();
+    let timer: NodeJS.Timeout | undefined;
+    const arm = () => {
+      clearTimeout(timer);
+      timer = setTimeout(() => idle.abort(), idleMs);
+    };
+    const stalled = () => new MotusError('MOTUS_E_AGENT_UNREACHABLE', `the agent of host ${this.name} sent nothing about the migration of ${name} for ${idleMs} ms`, { host: this.name, url: this.url });
+    arm();
+    try {
+      for await (const line of this.http.stream('POST', this.vmPath(name, 'migrate'), { uri, tuning, migrationId }, AbortSignal.any([signal, idle.signal]))) {
+        const item = line as { progress?: MigrationProgress; error?: MotusErrorJSON };
+        if (item.error) throw MotusError.fromJSON(item.error);
+        if (item.progress) {
+          // The consumer's own work between samples (a switchover) is not silence.
+          clearTimeout(timer);
+          yield item.progress;
+        }
+        arm();
+      }
+    } catch (err) {
+      throw idle.signal.aborted && !signal.aborted ? stalled() : err;
+    } finally {
+      clearTimeout(timer);
     }
   }
 

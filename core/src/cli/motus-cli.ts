@@ -60,6 +60,7 @@ const EXIT_OF: Partial<Record<MotusErrorCode, number>> = {
   MOTUS_E_FORBIDDEN: EXIT.forbidden,
   MOTUS_E_USER_EXISTS: EXIT.refused,
   MOTUS_E_RESERVATION_FAILED: EXIT.refused,
+  MOTUS_E_FENCED: EXIT.refused,
   MOTUS_E_AUDIT_TAMPERED: EXIT.failed,
 };
 

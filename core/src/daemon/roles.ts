@@ -72,6 +72,7 @@ export async function runAgent(
     name: host.name,
     stateDir,
     migrationAddress: host.migrationAddress,
+    switchoverWaitMs: site.migration.switchoverWaitSeconds * 1000,
     ...(host.memoryMiB === undefined ? {} : { memoryMiB: host.memoryMiB }),
     plugins: site.plugins,
     logger,

@@ -13,6 +13,7 @@ import {
   type MigrationRequest,
   type MigrationSummary,
   type VmInfo,
+  type VmRunState,
 } from '@motus/sdk';
 import type { HostLink } from '../agent/host-link.js';
 import type { MigrationConfig } from '../site/site-schema.js';
@@ -373,10 +374,18 @@ export class MigrationOrchestrator {
     } catch (err) {
       this.deps.logger.error('a failed hook threw', { migration: summary.id, error: (err as Error).message });
     }
+    // Whether the destination copy is known to be gone: until then the source must
+    // not run a VM whose state may already live there (fencing rule O2).
+    let destinationGone = false;
     const stopDestination = () =>
-      destination.link.abortIncoming(vm.name).catch((err: unknown) => {
-        this.deps.logger.warn('could not stop the destination copy', { migration: summary.id, error: (err as Error).message });
-      });
+      destination.link.abortIncoming(vm.name).then(
+        () => {
+          destinationGone = true;
+        },
+        (err: unknown) => {
+          this.deps.logger.warn('could not stop the destination copy', { migration: summary.id, error: (err as Error).message });
+        },
+      );
     if (plan.leaseOn !== 'source') {
       // The leases left the source at switchover. The destination copy stops first
       // (giving them up), the source takes them back, and only then may anything let
@@ -392,14 +401,22 @@ export class MigrationOrchestrator {
     }
     if (plan.leaseOn === 'source') await source.link.cancelMigration(vm.name).catch(() => undefined);
     await stopDestination();
-    let state = await source.link.runState(vm.name).catch(() => 'absent' as const);
-    if (plan.leaseOn === 'source' && (state === 'paused' || state === 'postmigrate' || state === 'finish-migrate')) {
+    let state = await sourceState(source.link, vm.name);
+    // A source whose state already went over (postmigrate) runs again only once the
+    // destination copy is known to be gone, or the lease says the VM is the source's.
+    const mayResume = plan.leaseOn === 'source' && (state !== 'postmigrate' || destinationGone || plan.leases);
+    if (mayResume && (state === 'paused' || state === 'postmigrate' || state === 'finish-migrate')) {
       await source.link.resume(vm.name).catch((err: unknown) => {
         this.deps.logger.error('could not resume the VM on its source', { migration: summary.id, error: (err as Error).message });
       });
-      state = await source.link.runState(vm.name).catch(() => 'absent' as const);
+      state = await sourceState(source.link, vm.name);
     }
-    const vmState = state === 'running' ? 'running' : state === 'absent' ? 'crashed' : 'paused';
+    // An unreachable source is not a dead one: it settles by itself (rules S1, S2) and
+    // the heartbeat reports what it decided.
+    // A source left stopped because the lease is elsewhere, or whose state went over
+    // to a destination that may run, is not known to be paused for good either.
+    const unsettled = state !== 'running' && state !== 'absent' && (plan.leaseOn !== 'source' || (state === 'postmigrate' && !destinationGone));
+    const vmState = state === 'running' ? 'running' : state === 'absent' ? 'crashed' : state === 'unreachable' || unsettled ? 'unknown' : 'paused';
     this.setVmState(vm, vmState);
     Object.assign(summary, { state: cancelled ? 'cancelled' : 'failed', finishedAt: new Date().toISOString(), error: error.toJSON() } satisfies Partial<MigrationSummary>);
     this.deps.inventory.putMigration(summary);
@@ -411,7 +428,11 @@ export class MigrationOrchestrator {
   private async waitForDestination(link: HostLink, vm: string): Promise<void> {
     const deadline = Date.now() + DESTINATION_RUN_TIMEOUT_MS;
     for (;;) {
-      const state = await link.runState(vm);
+      // An agent that does not answer for a moment is asked again until the deadline.
+      const state = await link.runState(vm).catch((err: unknown) => {
+        if (Date.now() > deadline) throw err;
+        return 'unreachable' as const;
+      });
       if (state === 'running') return;
       if (state === 'absent') throw new MotusError('MOTUS_E_MIGRATION_FAILED', `the destination process of ${vm} exited right after the switchover`);
       if (Date.now() > deadline) {
@@ -442,6 +463,15 @@ export class MigrationOrchestrator {
     const event = { ...body, migrationId: run.summary.id, seq: run.seq, at: new Date().toISOString() } as MigrationEvent;
     this.deps.inventory.addEvent(event);
     this.deps.publish(event);
+  }
+}
+
+/** The source's run state; 'unreachable' when its agent does not answer (not the same as a dead VM). */
+async function sourceState(link: HostLink, vm: string): Promise<VmRunState | 'absent' | 'unreachable'> {
+  try {
+    return await link.runState(vm);
+  } catch {
+    return 'unreachable';
   }
 }
 

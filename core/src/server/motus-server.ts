@@ -83,6 +83,8 @@ export class MotusServer implements Platform {
   private readonly limitsSite: LimitsSite;
   private readonly heartbeat: NodeJS.Timeout;
   private readonly meters: ServerMetrics;
+  /** 'host/vm' of the copies being settled (settleStrays). */
+  private readonly settlingStrays = new Set<string>();
   private stopped = false;
   private beating = false;
 
@@ -351,14 +353,65 @@ export class MotusServer implements Platform {
     }
   }
 
-  /** VMs the inventory places on a host but whose process is gone there have crashed. */
+  /**
+   * VMs the inventory places on a host but whose process is gone there have crashed.
+   * Copies no migration accounts for any more are settled in the background.
+   */
   private reconcileHost(host: string, facts: AgentFacts): void {
     const present = new Set(facts.vms.map((vm) => vm.name));
+    if (facts.vms.length > 0) void this.settleStrays(host, facts);
     for (const vm of this.inventory.vms()) {
       if (vm.host !== host || vm.state !== 'running' || present.has(vm.name) || this.orchestrator.isBusy(vm.name)) continue;
       const crashed: VmInfo = { ...vm, state: 'crashed' };
       this.inventory.putVm(crashed);
       this.vmSubject.next({ type: 'vm-stopped', at: now(), vm: crashed, reason: `its process is gone from ${host}` });
+    }
+  }
+
+  /**
+   * After a migration that lost a host (docs/reliability.md): a VM left 'unknown' is
+   * placed where a copy runs (the agents settle who runs it through the storage
+   * lease), that copy is committed and a source copy whose state went over is
+   * stopped; an incoming copy that no migration accounts for and that does not run
+   * is stopped. VMs of running migrations and of tasks awaiting reconciliation are
+   * left to those.
+   */
+  private async settleStrays(host: string, facts: AgentFacts): Promise<void> {
+    const entry = this.hostEntries.get(host);
+    if (!entry) return;
+    for (const copy of facts.vms) {
+      const key = `${host}/${copy.name}`;
+      if (this.settlingStrays.has(key) || this.orchestrator.isBusy(copy.name)) continue;
+      if (this.tasks.tasks().some((t) => t.state === 'running' && t.vm === copy.name)) continue;
+      const vm = this.inventory.vm(copy.name);
+      if (!vm || (vm.state !== 'unknown' && copy.role !== 'incoming')) continue;
+      this.settlingStrays.add(key);
+      try {
+        const state = await withTimeout(entry.link.runState(copy.name), 5_000, `state of ${copy.name} on ${host}`);
+        if (vm.state === 'unknown' && state === 'running') {
+          if (copy.role === 'incoming') await entry.link.commitIncoming(copy.name);
+          for (const other of this.hostEntries.values()) {
+            if (other === entry) continue;
+            const otherFacts = await withTimeout(other.link.facts(), 5_000, `facts of ${other.info.name}`).catch(() => undefined);
+            if (otherFacts?.vms.some((v) => v.name === copy.name && v.role === 'outgoing')) {
+              await other.link.finishOutgoing(copy.name).catch((err: unknown) => {
+                this.options.logger.warn('a stale source copy could not be stopped yet', { vm: copy.name, host: other.info.name, error: (err as Error).message });
+              });
+            }
+          }
+          const found: VmInfo = { ...vm, host, state: 'running', pid: copy.pid, serialLog: copy.serialLog, startedAt: copy.startedAt };
+          this.inventory.putVm(found);
+          this.options.logger.warn('a VM of unknown state was found running', { vm: vm.name, host, was: vm.host });
+          if (vm.host !== host) this.vmSubject.next({ type: 'vm-moved', at: now(), vm: found, from: vm.host, to: host, migrationId: '' });
+        } else if (copy.role === 'incoming' && state !== 'running' && vm.host !== host) {
+          this.options.logger.warn('stopping an incoming copy no migration accounts for', { vm: copy.name, host, state });
+          await entry.link.abortIncoming(copy.name);
+        }
+      } catch (err) {
+        this.options.logger.warn('could not settle a stray VM copy; will try at the next heartbeat', { vm: copy.name, host, error: (err as Error).message });
+      } finally {
+        this.settlingStrays.delete(key);
+      }
     }
   }
 

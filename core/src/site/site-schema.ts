@@ -75,6 +75,12 @@ export const MigrationConfigSchema = z
     /** A migration is aborted and rolled back after base + perGiB × memory. */
     timeoutBaseSeconds: z.number().positive().default(120),
     timeoutSecondsPerGiB: z.number().positive().default(240),
+    /**
+     * How long a source agent waits, paused at switchover, for the server's order to
+     * go on; after that it settles the VM's ownership itself through the storage
+     * lease (docs/reliability.md).
+     */
+    switchoverWaitSeconds: z.number().positive().default(30),
   })
   .strict();
 

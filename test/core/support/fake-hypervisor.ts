@@ -99,7 +99,13 @@ export class FakeVm implements VmHandle {
     this.state = 'postmigrate';
     this.finish('completed');
     if (this.driver.world.destinationFailsToRun) this.target!.kill();
-    else this.target!.state = 'running';
+    else this.target!.startRunning();
+  }
+
+  /** The incoming copy starts running, as QEMU does by itself once the whole stream arrived. */
+  startRunning(): void {
+    this.state = 'running';
+    this.subject.next({ type: 'resumed', at: new Date().toISOString() });
   }
 
   private finish(status: MigrationProgress['status'], error?: string): void {

@@ -23,7 +23,7 @@ describe('site file', () => {
     expect(site.networks).to.deep.equal([]);
     expect(site.datastores).to.deep.equal([]);
     expect(site.plugins).to.deep.equal([{ package: '@motus/hv-qemu', config: {} }]);
-    expect(site.migration).to.deep.equal({ maxBandwidthMiBps: 1024, downtimeLimitMs: 300, timeoutBaseSeconds: 120, timeoutSecondsPerGiB: 240 });
+    expect(site.migration).to.deep.equal({ maxBandwidthMiBps: 1024, downtimeLimitMs: 300, timeoutBaseSeconds: 120, timeoutSecondsPerGiB: 240, switchoverWaitSeconds: 30 });
   });
 
   it('names the field and the line of each problem', () => {

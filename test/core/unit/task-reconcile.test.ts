@@ -26,6 +26,12 @@ class RecordingLink {
   async cancelMigration(vm: string) {
     this.calls.push(`cancelMigration ${vm}`);
   }
+  /** Set when another host holds the VM's storage lease, so this one cannot take it. */
+  leaseHeldElsewhere = false;
+  async acquireStorage(vm: string) {
+    this.calls.push(`acquireStorage ${vm}`);
+    if (this.leaseHeldElsewhere) throw new Error('the lease is held by host-b');
+  }
   async abortIncoming(vm: string) {
     this.calls.push(`abortIncoming ${vm}`);
     this.state = 'absent';
@@ -111,12 +117,31 @@ describe('reconciling a task that was running when the server died', () => {
       const summary = await t.tasks.done('m-1')!;
       expect(summary.state).to.equal('failed');
       expect(summary.error?.code).to.equal('MOTUS_E_MIGRATION_FAILED');
-      expect(t.links['host-a'].calls).to.deep.equal(['cancelMigration vm1', 'runState vm1', 'resume vm1', 'runState vm1']);
+      // The destination gives its copy (and lease) up before the source takes the lease and is cancelled.
+      expect(t.links['host-a'].calls).to.deep.equal(['acquireStorage vm1', 'cancelMigration vm1', 'runState vm1', 'resume vm1', 'runState vm1']);
       expect(t.links['host-b'].calls).to.deep.equal(['runState vm1', 'abortIncoming vm1']);
       expect(t.inventory.vm('vm1')).to.include({ host: 'host-a', state: 'running' });
       expect(t.store.get('m-1')!.task).to.include({ state: 'failed' });
       expect(t.published.map((e) => e.type)).to.deep.equal(['failed', 'rolled-back']);
       expect(t.audit.query({ vm: 'vm1' })[0]).to.include({ action: 'migration.reconciled', outcome: 'rolled back' });
+    } finally {
+      t.inventory.close();
+      t.dir.remove();
+    }
+  });
+
+  it('leaves the source paused, neither cancelled nor resumed, when it cannot take the storage lease back (fencing)', async () => {
+    const t = setup('paused', 'inmigrate');
+    try {
+      t.links['host-a'].leaseHeldElsewhere = true;
+      t.comeBack('host-a');
+      t.comeBack('host-b');
+      const summary = await t.tasks.done('m-1')!;
+      expect(summary.state).to.equal('failed');
+      // Cancelling would let QEMU resume the source by itself, without the lease.
+      expect(t.links['host-a'].calls).to.deep.equal(['acquireStorage vm1', 'runState vm1', 'runState vm1']);
+      expect(t.inventory.vm('vm1')).to.include({ host: 'host-a', state: 'paused' });
+      expect(t.published.map((e) => e.type)).to.deep.equal(['failed', 'rolled-back']);
     } finally {
       t.inventory.close();
       t.dir.remove();

@@ -372,8 +372,18 @@ export class TaskService {
         this.finish(task, 'completed', done);
         return;
       }
-      await source.cancelMigration(info.vm).catch(() => undefined);
+      // Fencing: the destination copy goes first (giving its lease up), the source
+      // takes the lease back, and only then is its migration cancelled — QEMU resumes
+      // a source by itself on cancel. A source that cannot get the lease stays paused.
       if (destinationState !== 'absent') await destination.abortIncoming(info.vm).catch(() => undefined);
+      const leaseBack = await source.acquireStorage(info.vm).then(
+        () => true,
+        (err: unknown) => {
+          this.deps.logger.warn('reconcile: the source cannot take its lease back; it stays paused', { task: info.id, error: String(err) });
+          return false;
+        },
+      );
+      if (leaseBack) await source.cancelMigration(info.vm).catch(() => undefined);
       const deadline = Date.now() + 10_000;
       let state = await source.runState(info.vm).catch(() => 'absent' as const);
       while ((state === 'finish-migrate' || state === 'inmigrate') && Date.now() < deadline) {
@@ -381,7 +391,7 @@ export class TaskService {
         state = await source.runState(info.vm).catch(() => 'absent' as const);
       }
       // resume also tells the source agent the VM is no longer outgoing.
-      if (state !== 'absent') await source.resume(info.vm).catch(() => undefined);
+      if (leaseBack && state !== 'absent') await source.resume(info.vm).catch(() => undefined);
       state = await source.runState(info.vm).catch(() => 'absent' as const);
       const vmState = state === 'running' ? 'running' : state === 'absent' ? 'crashed' : 'paused';
       if (vm) {
