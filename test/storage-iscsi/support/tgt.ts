@@ -55,9 +55,9 @@ function run(cmd: string, args: string[], timeoutMs = 10000): Promise<string> {
   });
 }
 
-function portOpen(port: number): Promise<boolean> {
+function portOpen(host: string, port: number): Promise<boolean> {
   return new Promise((resolve) => {
-    const s = connect({ host: '127.0.0.1', port });
+    const s = connect({ host, port });
     const done = (ok: boolean): void => {
       s.destroy();
       resolve(ok);
@@ -68,7 +68,12 @@ function portOpen(port: number): Promise<boolean> {
   });
 }
 
-export async function startTgt(): Promise<Tgt> {
+/**
+ * `address`: where the portal listens, 127.0.0.1 unless a fault test gives the
+ * link-local address its host namespaces reach (test/faults/support/netns.ts).
+ */
+export async function startTgt(options: { address?: string } = {}): Promise<Tgt> {
+  const address = options.address ?? '127.0.0.1';
   const tgtd = requireCommand('tgtd', 'tgt');
   const tgtadmPath = requireCommand('tgtadm', 'tgt');
   const dir = tempDir('tgt');
@@ -84,7 +89,7 @@ export async function startTgt(): Promise<Tgt> {
 
   const launch = async (): Promise<void> => {
     const fd = openSync(logPath, 'a');
-    const c = spawn(tgtd, ['-f', '--iscsi', `portal=127.0.0.1:${port}`, '-C', String(controlPort)], { stdio: ['ignore', fd, fd] });
+    const c = spawn(tgtd, ['-f', '--iscsi', `portal=${address}:${port}`, '-C', String(controlPort)], { stdio: ['ignore', fd, fd] });
     closeSync(fd);
     child = c;
     exited = new Promise((resolve) => c.once('exit', () => resolve()));
@@ -92,7 +97,7 @@ export async function startTgt(): Promise<Tgt> {
     for (;;) {
       if (c.exitCode !== null) throw new Error(`tgtd exited with ${c.exitCode}: ${readFileSync(logPath, 'utf8')}`);
       const ready = await tgtadm(['--mode', 'sys', '--op', 'show']).then(() => true, () => false);
-      if (ready && (await portOpen(port))) return;
+      if (ready && (await portOpen(address, port))) return;
       if (Date.now() > deadline) throw new Error(`tgtd did not start within 10 s: ${readFileSync(logPath, 'utf8')}`);
       await sleep(50);
     }
@@ -141,7 +146,7 @@ export async function startTgt(): Promise<Tgt> {
   process.on('exit', onExit);
   await launch();
   return {
-    port, controlPort, portal: `127.0.0.1:${port}`, dir: dir.path,
+    port, controlPort, portal: `${address}:${port}`, dir: dir.path,
     get pid() {
       return child?.pid;
     },
