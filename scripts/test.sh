@@ -9,7 +9,8 @@ export MOTUS_LOG_LEVEL=${MOTUS_LOG_LEVEL:-error}
 cd "$(dirname "$0")/.."
 bash scripts/install-system-deps.sh
 [ -d node_modules/.bin ] || npm ci --no-audit --no-fund
-npx tsc -b
+# Type checks every workspace and bundles the web console.
+npm run build
 bash test/guest-kit/build.sh
 tiers=("$@")
 [ ${#tiers[@]} -gt 0 ] || tiers=(unit integration e2e)

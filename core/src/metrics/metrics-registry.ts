@@ -23,7 +23,7 @@ type Kind = 'counter' | 'gauge' | 'histogram';
  */
 export class MetricsRegistry {
   readonly registry = new Registry();
-  private readonly declared = new Map<string, { kind: Kind; labels: string }>();
+  private readonly declared = new Map<string, { kind: Kind; labels: string; metric?: Counter | Gauge | Histogram }>();
 
   /** The process defaults (CPU, memory, event loop lag, GC, file descriptors), under their standard names. */
   withProcessDefaults(): this {
@@ -32,30 +32,35 @@ export class MetricsRegistry {
   }
 
   counter(spec: MetricSpec, owner = 'motusd'): Counter {
-    this.declare(spec, 'counter', owner);
-    return new Counter({ name: spec.name, help: spec.help, labelNames: [...(spec.labelNames ?? [])], registers: [this.registry] });
+    const shared = this.declare(spec, 'counter', owner, true);
+    if (shared) return shared as Counter;
+    return this.keep(spec.name, new Counter({ name: spec.name, help: spec.help, labelNames: [...(spec.labelNames ?? [])], registers: [this.registry] }));
   }
 
+  /** A gauge set by its owner, or with `collect`, one read at each scrape (never shared). */
   gauge(spec: MetricSpec, owner = 'motusd', collect?: (gauge: Gauge) => void | Promise<void>): Gauge {
-    this.declare(spec, 'gauge', owner);
-    return new Gauge({
+    const shared = this.declare(spec, 'gauge', owner, collect === undefined);
+    if (shared) return shared as Gauge;
+    const gauge = new Gauge({
       name: spec.name,
       help: spec.help,
       labelNames: [...(spec.labelNames ?? [])],
       registers: [this.registry],
       ...(collect ? { collect(this: Gauge) { return collect(this); } } : {}),
     });
+    return collect ? gauge : this.keep(spec.name, gauge);
   }
 
   histogram(spec: MetricSpec & { buckets?: readonly number[] }, owner = 'motusd'): Histogram {
-    this.declare(spec, 'histogram', owner);
-    return new Histogram({
+    const shared = this.declare(spec, 'histogram', owner, true);
+    if (shared) return shared as Histogram;
+    return this.keep(spec.name, new Histogram({
       name: spec.name,
       help: spec.help,
       labelNames: [...(spec.labelNames ?? [])],
       registers: [this.registry],
       ...(spec.buckets ? { buckets: [...spec.buckets] } : {}),
-    });
+    }));
   }
 
   /** Counters or gauges whose values live elsewhere, read at each scrape. */
@@ -110,7 +115,18 @@ export class MetricsRegistry {
     return this.registry.metrics();
   }
 
-  private declare(spec: MetricSpec, kind: Kind, owner: string): void {
+  private keep<M extends Counter | Gauge | Histogram>(name: string, metric: M): M {
+    this.declared.get(name)!.metric = metric;
+    return metric;
+  }
+
+  /**
+   * Checks a name and records it. A family declared again with the same kind and
+   * labels is shared when `shareable` (two storage plugins on one host both count
+   * lease renewals, told apart by a label): its metric is returned. Sampled and
+   * collected families are never shared, their reads would overwrite each other.
+   */
+  private declare(spec: MetricSpec, kind: Kind, owner: string, shareable = false): Counter | Gauge | Histogram | undefined {
     const invalid = (why: string) =>
       new MotusError('MOTUS_E_METRIC_INVALID', `${owner}: metric ${spec.name} ${why}`, { metric: spec.name, owner });
     if (!NAME.test(spec.name)) throw invalid('must be snake case and start with motus_');
@@ -122,8 +138,13 @@ export class MetricsRegistry {
     }
     const labels = [...(spec.labelNames ?? [])].sort().join(',');
     const existing = this.declared.get(spec.name);
-    if (existing) throw invalid(existing.kind === kind && existing.labels === labels ? 'is declared twice' : 'is declared twice with different kinds or labels');
+    if (existing) {
+      if (existing.kind !== kind || existing.labels !== labels) throw invalid('is declared twice with different kinds or labels');
+      if (shareable && existing.metric) return existing.metric;
+      throw invalid('is declared twice, and one of the two reads its own values');
+    }
     this.declared.set(spec.name, { kind, labels });
+    return undefined;
   }
 }
 

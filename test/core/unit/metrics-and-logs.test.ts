@@ -43,7 +43,12 @@ describe('metrics registry: Prometheus naming rules and the plugin view', () => 
     expectCode(() => plugin.gauge({ name: 'motus_Queue', help: 'x' }), 'MOTUS_E_METRIC_INVALID');
     expectCode(() => plugin.histogram({ name: 'motus_wait_seconds', help: 'x', labelNames: ['le'] }), 'MOTUS_E_METRIC_INVALID');
     const ok = plugin.counter({ name: 'motus_example_frames_total', help: 'Frames.', labelNames: ['port'] });
-    expectCode(() => plugin.counter({ name: 'motus_example_frames_total', help: 'Again.', labelNames: ['port'] }), 'MOTUS_E_METRIC_INVALID');
+    // The same family from a second plugin (same kind and labels) is shared; a different shape is refused.
+    registry.forPlugin('@example/q').counter({ name: 'motus_example_frames_total', help: 'Frames.', labelNames: ['port'] }).inc({ port: 'b' });
+    expectCode(() => plugin.counter({ name: 'motus_example_frames_total', help: 'Again.', labelNames: ['nic'] }), 'MOTUS_E_METRIC_INVALID');
+    expectCode(() => plugin.gauge({ name: 'motus_example_frames_total', help: 'Again.', labelNames: ['port'] }), 'MOTUS_E_METRIC_INVALID');
+    plugin.sampled({ type: 'gauge', name: 'motus_example_depth', help: 'Depth.' }, () => []);
+    expectCode(() => plugin.sampled({ type: 'gauge', name: 'motus_example_depth', help: 'Depth.' }, () => []), 'MOTUS_E_METRIC_INVALID');
     expectCode(() => ok.inc({ prot: 'a' }), 'MOTUS_E_METRIC_INVALID');
     ok.inc({ port: 'a' }, 3);
   });
