@@ -1,3 +1,4 @@
+import type { CpuMask } from './contracts/cpu.js';
 /** The data every part of Motus shares: VM specs, hosts, VMs, migration figures. */
 
 export interface KernelBoot {
@@ -32,8 +33,17 @@ export interface VmSpec {
   name: string;
   memoryMiB: number;
   vcpus: number;
-  /** QEMU CPU model with feature flags, e.g. 'qemu64' or 'Skylake-Client,-avx512f'. */
+  /**
+   * QEMU CPU model with feature flags, e.g. 'qemu64' or 'Skylake-Client,-avx512f':
+   * the `-cpu` value QEMU is started with on every host the VM runs on. Left out
+   * on a site with the cpu-compat plugin, the server records the cluster baseline
+   * with `cpuMask` applied here when the VM is created.
+   */
   cpuModel?: string;
+  /** Features to hide from the guest, or a model to pin, on top of the cluster baseline (cpu-compat). */
+  cpuMask?: CpuMask;
+  /** Labels an operator gives the VM (`web`, `tier-2`): schedules can target every VM with a tag. */
+  tags?: string[];
   /** Machine type; pinned so source and destination build the same device model. */
   machine?: string;
   boot: KernelBoot | DiskBoot;

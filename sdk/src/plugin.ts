@@ -1,14 +1,25 @@
 import type { DependencyContainer } from 'tsyringe';
 import type { ZodType } from 'zod';
 import type { MigrationHooks, TapOnly } from './hooks.js';
+import type { Role } from './client/task-model.js';
 import type { Logger } from './logger.js';
 import type { PluginMetrics } from './metrics.js';
+import type { HostInfo, VmInfo } from './model.js';
 import type { Token } from './tokens.js';
 
 /** The plugin API this SDK speaks. A plugin declares the one it was written for. */
 export const API_VERSION = 1;
 
 export type PluginRole = 'server' | 'agent';
+
+export interface PluginMethodOptions {
+  /**
+   * Server role: the least user role that may call the method through the API
+   * (`POST /v1/plugins/<plugin>/<method>`); `operator` by default. A read-only
+   * method (a dry run, a report) says `viewer`.
+   */
+  role?: Role;
+}
 
 export interface PluginContext<C> {
   readonly name: string;
@@ -40,10 +51,21 @@ export interface PluginContext<C> {
    */
   reportFacts(provider: () => unknown): void;
   /**
-   * Agent role: a method the same plugin's server-side instance can call on this
-   * host with `callAgent`. The payload and the result travel as JSON.
+   * A method of this plugin that others call; the payload and the result travel as
+   * JSON, and the handler validates the payload itself.
+   * Agent role: the same plugin's server-side instance calls it on this host with
+   * `callAgent`. Server role: users call it through the API as
+   * `POST /v1/plugins/<plugin>/<method>` with `{ "payload": … }` (the CLI's plugin
+   * verbs do), needing `options.role`.
    */
-  handle(method: string, handler: (payload: unknown) => Promise<unknown>): void;
+  handle(method: string, handler: (payload: unknown) => Promise<unknown>, options?: PluginMethodOptions): void;
+  /**
+   * Server role: the site's hosts as the server last saw them, with the facts every
+   * plugin reported (`HostInfo.plugins`). A copy: changing it changes nothing.
+   */
+  hosts(): Promise<HostInfo[]>;
+  /** Server role: the site's VMs as the inventory records them (spec, host, state). A copy. */
+  vms(): Promise<VmInfo[]>;
   /**
    * Server role: call `method` of this plugin on the agent of `host`. Rejects with
    * the handler's coded error, MOTUS_E_HOST_NOT_FOUND or MOTUS_E_AGENT_UNREACHABLE.

@@ -2,6 +2,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { MotusClient, MotusError, type MigrationSummary, type MotusErrorCode, type VmSpec } from '@motus/sdk';
+import { cpuCommand } from './cpu-commands.js';
 import { adminCommand, auditCommand, parseAt, schedulesCommand, tasksCommand } from './task-commands.js';
 import { readClientFile } from '../daemon/state-files.js';
 import { describeEvent, mib, progressLine, table } from './format.js';
@@ -19,18 +20,24 @@ const USAGE = `motus — drive a Motus site
 
   motus hosts                                   hosts, state, memory, hypervisor
   motus vm list                                 VMs and where they run
-  motus vm start NAME --host H [--memory MiB] [--vcpus N] [--cpu MODEL]
+  motus vm start NAME --host H [--memory MiB] [--vcpus N]
+                 [--cpu MODEL[,-feat…] | --cpu-hide FEAT,… | --cpu-pin MODEL]
                  (--kernel FILE [--initrd FILE] [--append ARGS] | --spec FILE.json)
+                 [--tag TAG,…]   without --cpu, a cpu-compat site records the cluster baseline (with the mask)
   motus vm stop NAME
+  motus vm tag NAME [TAG…]                      replace the VM's tags (none: remove them all)
   motus migrate VM --to HOST [--priority high|normal] [--no-wait]
                  [--at TIME | --cron EXPR]      TIME: ISO 8601 UTC (…Z) or +90s, +5m, +2h
   motus migrate cancel TASK                     cancel a queued or running migration task
+  motus cpu baseline                            the cluster CPU baseline and the hosts it refuses
+  motus cpu check VM --to HOST                  dry run: may VM's CPU run on HOST? (exit 4 when not)
+  motus cpu matrix [--host H,…]                 every VM against every host of the cluster
   motus migrations                              every migration, newest first
   motus migration ID                            one migration's summary and events
   motus tasks                                   migration tasks: queued, running, ended
   motus schedules [list]                        scheduled migrations
-  motus schedules add VM… | --pattern GLOB --to HOST (--at TIME | --cron EXPR) [--priority P]
-  motus schedules edit ID [--to H] [--at T | --cron E] [--priority P] [--pattern G] [--enable | --disable]
+  motus schedules add VM… | --pattern GLOB | --tag TAG --to HOST (--at TIME | --cron EXPR) [--priority P]
+  motus schedules edit ID [--to H] [--at T | --cron E] [--priority P] [--pattern G | --tag T] [--enable | --disable]
   motus schedules remove ID
   motus audit [--vm V] [--user U] [--host H] [--since T] [--until T] [--limit N] [--format jsonl|csv]
   motus audit verify                            check the audit trail's hash chain
@@ -87,6 +94,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         memory: { type: 'string' },
         vcpus: { type: 'string' },
         cpu: { type: 'string' },
+        'cpu-hide': { type: 'string' },
+        'cpu-pin': { type: 'string' },
         kernel: { type: 'string' },
         initrd: { type: 'string' },
         append: { type: 'string' },
@@ -94,6 +103,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         at: { type: 'string' },
         cron: { type: 'string' },
         pattern: { type: 'string' },
+        tag: { type: 'string' },
         role: { type: 'string' },
         label: { type: 'string' },
         vm: { type: 'string' },
@@ -134,7 +144,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         return EXIT.ok;
       }
       case 'vm':
-        return await vmCommand(client, sub, arg, values, out);
+        return await vmCommand(client, sub, arg, positionals.slice(3), values, out);
       case 'migrate': {
         if (sub === 'cancel') {
           if (!arg) throw usage('motus migrate cancel TASK');
@@ -178,6 +188,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       case 'tokens':
       case 'whoami':
         return await adminCommand(context);
+      case 'cpu':
+        return await cpuCommand(context);
       case 'migrations': {
         const list = await client.migrations();
         out(list, () => table(['ID', 'VM', 'FROM', 'TO', 'STATE', 'DOWNTIME', 'TOTAL', 'BY', 'REQUESTED'], list.map(migrationRow)));
@@ -219,14 +231,14 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
 
 export type Values = Record<string, string | boolean | undefined>;
 
-async function vmCommand(client: MotusClient, sub: string | undefined, name: string | undefined, values: Values, out: (v: unknown, human: () => string) => void): Promise<number> {
+async function vmCommand(client: MotusClient, sub: string | undefined, name: string | undefined, tags: string[], values: Values, out: (v: unknown, human: () => string) => void): Promise<number> {
   switch (sub) {
     case 'list': {
       const vms = await client.vms();
       out(vms, () =>
         table(
-          ['VM', 'HOST', 'STATE', 'MEMORY', 'VCPUS', 'CPU', 'PID'],
-          vms.map((v) => [v.name, v.host, v.state, `${v.spec.memoryMiB} MiB`, String(v.spec.vcpus), v.spec.cpuModel ?? 'qemu64', v.pid ? String(v.pid) : '-']),
+          ['VM', 'HOST', 'STATE', 'MEMORY', 'VCPUS', 'CPU', 'PID', 'TAGS'],
+          vms.map((v) => [v.name, v.host, v.state, `${v.spec.memoryMiB} MiB`, String(v.spec.vcpus), v.spec.cpuModel ?? 'qemu64', v.pid ? String(v.pid) : '-', (v.spec.tags ?? []).join(',') || '-']),
         ),
       );
       return EXIT.ok;
@@ -235,6 +247,12 @@ async function vmCommand(client: MotusClient, sub: string | undefined, name: str
       if (!name || typeof values.host !== 'string') throw usage('motus vm start NAME --host HOST …');
       const vm = await client.startVm(specFrom(name, values), values.host);
       out(vm, () => `started ${vm.name} on ${vm.host} (pid ${vm.pid ?? '?'}, serial log ${vm.serialLog ?? '-'})`);
+      return EXIT.ok;
+    }
+    case 'tag': {
+      if (!name) throw usage('motus vm tag NAME [TAG…]');
+      const vm = await client.setVmTags(name, tags);
+      out(vm, () => `${vm.name}: tags ${(vm.spec.tags ?? []).join(', ') || '(none)'}`);
       return EXIT.ok;
     }
     case 'stop': {
@@ -271,6 +289,8 @@ function specFrom(name: string, values: Values): VmSpec {
     memoryMiB: number('memory', 256),
     vcpus: number('vcpus', 1),
     ...(typeof values.cpu === 'string' ? { cpuModel: values.cpu } : {}),
+    ...cpuMaskFrom(values),
+    ...(typeof values.tag === 'string' ? { tags: values.tag.split(',').filter((t) => t !== '') } : {}),
     boot: {
       kind: 'kernel',
       kernel: values.kernel,
@@ -278,6 +298,14 @@ function specFrom(name: string, values: Values): VmSpec {
       ...(typeof values.append === 'string' ? { cmdline: values.append } : {}),
     },
   };
+}
+
+function cpuMaskFrom(values: Values): Pick<VmSpec, 'cpuMask'> {
+  const hide = typeof values['cpu-hide'] === 'string' ? values['cpu-hide'].split(',').filter((f) => f !== '') : undefined;
+  const pinModel = typeof values['cpu-pin'] === 'string' ? values['cpu-pin'] : undefined;
+  if (hide === undefined && pinModel === undefined) return {};
+  if (typeof values.cpu === 'string') throw usage('--cpu names the whole CPU; --cpu-hide and --cpu-pin change the cluster baseline: give one or the other');
+  return { cpuMask: { ...(hide ? { hide } : {}), ...(pinModel ? { pinModel } : {}) } };
 }
 
 /** Follows a migration to its end: a progress bar on a terminal, lines otherwise, NDJSON with --json. */

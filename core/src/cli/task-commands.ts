@@ -56,7 +56,7 @@ function scheduleRows(list: ScheduleInfo[]): string {
     list.map((s) => [
       s.id,
       s.owner,
-      'vms' in s.target ? s.target.vms.join(',') : s.target.pattern,
+      'vms' in s.target ? s.target.vms.join(',') : 'tag' in s.target ? `tag:${s.target.tag}` : s.target.pattern,
       s.destination,
       s.priority,
       s.cron ? `cron '${s.cron}'` : `at ${short(s.at)}`,
@@ -65,6 +65,15 @@ function scheduleRows(list: ScheduleInfo[]): string {
       s.lastRunAt ? `${short(s.lastRunAt)} ${s.lastOutcome ?? ''}` : '-',
     ]),
   );
+}
+
+/** The VMs a schedule moves: names, or --pattern GLOB, or --tag TAG (one of them); undefined when none is given. */
+function targetOf(values: Values, names: string[]): ScheduleTarget | undefined {
+  const given = [names.length > 0, typeof values.pattern === 'string', typeof values.tag === 'string'].filter(Boolean).length;
+  if (given > 1) throw usage('give VM names, --pattern or --tag: one of them');
+  if (typeof values.pattern === 'string') return { pattern: values.pattern };
+  if (typeof values.tag === 'string') return { tag: values.tag };
+  return names.length > 0 ? { vms: names } : undefined;
 }
 
 export async function schedulesCommand({ client, values, out, positionals }: CommandContext): Promise<number> {
@@ -82,15 +91,9 @@ export async function schedulesCommand({ client, values, out, positionals }: Com
       return 0;
     }
     case 'add': {
-      if (typeof values.to !== 'string') throw usage('motus schedules add VM… | --pattern GLOB --to HOST (--at TIME | --cron EXPR)');
-      let target: ScheduleTarget;
-      if (typeof values.pattern === 'string') {
-        if (rest.length > 0) throw usage('give VM names or --pattern, not both');
-        target = { pattern: values.pattern };
-      } else {
-        if (rest.length === 0) throw usage('name the VMs to move, or give --pattern GLOB');
-        target = { vms: rest };
-      }
+      if (typeof values.to !== 'string') throw usage('motus schedules add VM… | --pattern GLOB | --tag TAG --to HOST (--at TIME | --cron EXPR)');
+      const target = targetOf(values, rest);
+      if (!target) throw usage('name the VMs to move, or give --pattern GLOB or --tag TAG');
       const priority = priorityOf(values);
       const schedule = await client.createSchedule({ target, destination: values.to, ...(priority ? { priority } : {}), ...timing() });
       out(schedule, () => `schedule ${schedule.id} created, next run at ${schedule.nextRunAt ?? '-'}`);
@@ -98,17 +101,18 @@ export async function schedulesCommand({ client, values, out, positionals }: Com
     }
     case 'edit': {
       const id = rest[0];
-      if (!id) throw usage('motus schedules edit ID [--to H] [--at T | --cron E] [--priority P] [--pattern G] [--enable | --disable]');
+      if (!id) throw usage('motus schedules edit ID [--to H] [--at T | --cron E] [--priority P] [--pattern G | --tag T] [--enable | --disable]');
+      const target = targetOf(values, rest.slice(1));
       if (values.enable && values.disable) throw usage('give --enable or --disable, not both');
       const priority = priorityOf(values);
       const patch: Partial<ScheduleRequest> = {
         ...timing(),
         ...(typeof values.to === 'string' ? { destination: values.to } : {}),
         ...(priority ? { priority } : {}),
-        ...(typeof values.pattern === 'string' ? { target: { pattern: values.pattern } } : {}),
+        ...(target ? { target } : {}),
         ...(values.enable ? { enabled: true } : values.disable ? { enabled: false } : {}),
       };
-      if (Object.keys(patch).length === 0) throw usage('say what to change: --to, --at, --cron, --priority, --pattern, --enable or --disable');
+      if (Object.keys(patch).length === 0) throw usage('say what to change: --to, --at, --cron, --priority, --pattern, --tag, --enable or --disable');
       const schedule = await client.updateSchedule(id, patch);
       out(schedule, () => scheduleRows([schedule]));
       return 0;

@@ -9,12 +9,15 @@ import {
   StorageProviderToken,
   isPluginDefinition,
   tokenId,
+  type HostInfo,
   type Logger,
   type MigrationHooks,
   type PluginContext,
   type PluginDefinition,
   type PluginRole,
+  type Role,
   type Token,
+  type VmInfo,
 } from '@motus/sdk';
 import { MetricsRegistry } from '../metrics/metrics-registry.js';
 import { tapOnly } from './migration-hooks.js';
@@ -51,9 +54,16 @@ export interface PluginHostOptions {
   metrics?: MetricsRegistry;
   /** Server role: reaches a plugin's handler on a host's agent. */
   callAgent?: (host: string, plugin: string, method: string, payload: unknown) => Promise<unknown>;
+  /** Server role: the site's hosts and VMs, for the plugins' read-only view. */
+  site?: { hosts(): Promise<HostInfo[]> | HostInfo[]; vms(): Promise<VmInfo[]> | VmInfo[] };
 }
 
 type Handler = (payload: unknown) => Promise<unknown>;
+interface Method {
+  handler: Handler;
+  /** Server role: who may call it through the API. */
+  role: Role;
+}
 
 const FACTS_TIMEOUT_MS = 1_000;
 
@@ -67,7 +77,7 @@ export class PluginHost {
   private readonly loaded: LoadedPlugin[] = [];
   private readonly contributed = new Map<symbol, Array<{ plugin: string; value: unknown }>>();
   private readonly factProviders = new Map<string, () => unknown>();
-  private readonly handlers = new Map<string, Map<string, Handler>>();
+  private readonly handlers = new Map<string, Map<string, Method>>();
 
   private readonly metrics: MetricsRegistry;
 
@@ -120,13 +130,22 @@ export class PluginHost {
     return Object.fromEntries(entries);
   }
 
-  /** Runs a plugin's agent-side handler (the agent protocol's plugin route). */
-  async invoke(plugin: string, method: string, payload: unknown): Promise<unknown> {
-    const handler = this.handlers.get(plugin)?.get(method);
-    if (!handler) {
-      throw new MotusError('MOTUS_E_NOT_FOUND', `plugin ${plugin} has no method '${method}' on host ${this.options.host ?? '?'}`, { plugin, method });
+  /**
+   * A plugin's method (the agent protocol's plugin route on agents, the API's on the
+   * server), with the role the API asks of its callers.
+   */
+  method(plugin: string, method: string): Method {
+    const found = this.handlers.get(plugin)?.get(method);
+    if (!found) {
+      const where = this.options.role === 'agent' ? `host ${this.options.host ?? '?'}` : 'the server';
+      throw new MotusError('MOTUS_E_NOT_FOUND', `plugin ${plugin} has no method '${method}' on ${where}`, { plugin, method });
     }
-    return handler(payload);
+    return found;
+  }
+
+  /** Runs a plugin's method. */
+  async invoke(plugin: string, method: string, payload: unknown): Promise<unknown> {
+    return this.method(plugin, method).handler(payload);
   }
 
   pluginNames(): string[] {
@@ -151,6 +170,12 @@ export class PluginHost {
     this.factProviders.clear();
     this.handlers.clear();
     if (failures.length > 0) this.options.logger.error('plugin dispose failed', { failures });
+  }
+
+  private site(): NonNullable<PluginHostOptions['site']> {
+    const site = this.options.site;
+    if (!site) throw new MotusError('MOTUS_E_INTERNAL', 'this platform gives its plugins no view of the site');
+    return site;
   }
 
   private requireRole(plugin: string, role: PluginRole, what: string): void {
@@ -204,14 +229,24 @@ export class PluginHost {
         this.requireRole(definition.name, 'agent', 'reportFacts');
         this.factProviders.set(definition.name, provider);
       },
-      handle: (method, handler) => {
-        this.requireRole(definition.name, 'agent', 'handle');
-        const methods = this.handlers.get(definition.name) ?? new Map<string, Handler>();
+      handle: (method, handler, options) => {
+        if (!/^[a-z][a-z0-9-]*$/.test(method)) {
+          throw new MotusError('MOTUS_E_PLUGIN_INVALID', `plugin ${definition.name} handles '${method}': a method name is lowercase letters, digits and dashes`, { plugin: definition.name, method });
+        }
+        const methods = this.handlers.get(definition.name) ?? new Map<string, Method>();
         if (methods.has(method)) {
           throw new MotusError('MOTUS_E_PLUGIN_INVALID', `plugin ${definition.name} handles '${method}' twice`, { plugin: definition.name, method });
         }
-        methods.set(method, handler);
+        methods.set(method, { handler, role: options?.role ?? 'operator' });
         this.handlers.set(definition.name, methods);
+      },
+      hosts: async () => {
+        this.requireRole(definition.name, 'server', 'hosts');
+        return structuredClone(await this.site().hosts());
+      },
+      vms: async () => {
+        this.requireRole(definition.name, 'server', 'vms');
+        return structuredClone(await this.site().vms());
       },
       callAgent: async (targetHost, method, payload) => {
         this.requireRole(definition.name, 'server', 'callAgent');

@@ -1,5 +1,6 @@
 import { z } from 'zod';
 import { MotusError } from '@motus/sdk';
+import { tagSchema } from '../kernel/request-schemas.js';
 import { ROLES } from './identity/roles.js';
 
 const vmName = z.string().min(1).max(63);
@@ -10,7 +11,10 @@ export const TaskRequestSchema = z.object({ vm: vmName, destination: z.string().
 const target = z.union([
   z.object({ vms: z.array(vmName).min(1, 'name at least one VM') }).strict(),
   z.object({ pattern: z.string().min(1).max(128).regex(/^[A-Za-z0-9._*?-]+$/, 'a glob of letters, digits, . _ - * ?') }).strict(),
+  z.object({ tag: tagSchema }).strict(),
 ]);
+
+export const VmTagsSchema = z.object({ tags: z.array(tagSchema).max(32) }).strict();
 
 export const ScheduleRequestSchema = z
   .object({

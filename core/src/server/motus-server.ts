@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { Observable, Subject, filter } from 'rxjs';
 import type { DependencyContainer } from 'tsyringe';
 import {
+  CpuCompatPolicyToken,
   MotusError,
   TERMINAL_MIGRATION_EVENTS,
   type HostEvent,
@@ -14,6 +15,7 @@ import {
   type MigrationRequest,
   type MigrationSummary,
   type Platform,
+  type Role,
   type VmEvent,
   type VmInfo,
   type VmSpec,
@@ -162,6 +164,10 @@ export class MotusServer implements Platform {
         if (!server) throw new MotusError('MOTUS_E_HOST_NOT_FOUND', `no host named ${host}: the server is still starting`, { host });
         return server.liveHost(host).link.pluginCall(plugin, method, payload);
       },
+      site: {
+        hosts: () => (server ? server.hosts() : []),
+        vms: () => inventory.vms(),
+      },
     });
     try {
       await plugins.load(options.plugins);
@@ -199,6 +205,12 @@ export class MotusServer implements Platform {
     return this.inventory.vms();
   }
 
+  /** A server-side plugin method, as the API calls it for a user of at least `method.role`. */
+  pluginMethod(plugin: string, method: string): { role: Role; call(payload: unknown): Promise<unknown> } {
+    const found = this.plugins.method(plugin, method);
+    return { role: found.role, call: (payload) => found.handler(payload) };
+  }
+
   async startVm(specInput: VmSpec, hostName: string): Promise<VmInfo> {
     const spec = parseVmSpec(specInput);
     const existing = this.inventory.vm(spec.name);
@@ -206,6 +218,7 @@ export class MotusServer implements Platform {
       throw new MotusError('MOTUS_E_VM_EXISTS', `VM ${spec.name} already exists on ${existing.host} (${existing.state})`, { vm: spec.name, host: existing.host });
     }
     const host = this.liveHost(hostName);
+    await this.settleCpu(spec);
     const facts = await withTimeout(host.link.facts(), 5_000, `facts of ${hostName}`);
     const freeMiB = facts.memoryTotalMiB - facts.memoryUsedMiB - this.orchestrator.reservedOn(hostName);
     if (freeMiB < spec.memoryMiB) {
@@ -220,6 +233,36 @@ export class MotusServer implements Platform {
     this.inventory.putVm(vm);
     this.vmSubject.next({ type: 'vm-started', at: now(), vm });
     return vm;
+  }
+
+  /** Replaces a VM's tags (what tag schedules select by); the VM runs on untouched. */
+  setVmTags(name: string, tags: string[]): VmInfo {
+    const vm = this.inventory.vm(name);
+    if (!vm) throw new MotusError('MOTUS_E_VM_NOT_FOUND', `no VM named ${name}`, { vm: name });
+    const unique = [...new Set(tags)];
+    const next: VmInfo = { ...vm, spec: { ...vm.spec, ...(unique.length > 0 ? { tags: unique } : {}) } };
+    if (unique.length === 0) delete next.spec.tags;
+    this.inventory.putVm(next);
+    return next;
+  }
+
+  /**
+   * Records the VM's CPU in its spec before it first starts: the cluster baseline
+   * with the VM's mask, from the CPU policy. The spec travels with the VM, so every
+   * destination QEMU is started with the same `-cpu` value.
+   */
+  private async settleCpu(spec: VmSpec): Promise<void> {
+    const policy = this.plugins.single(CpuCompatPolicyToken);
+    if (spec.cpuMask && spec.cpuModel !== undefined) {
+      throw new MotusError('MOTUS_E_INVALID_REQUEST', `VM ${spec.name}: give cpuModel or cpuMask, not both (a mask applies to the cluster baseline; put feature switches in cpuModel instead)`, { field: 'cpuMask' });
+    }
+    if (!policy) {
+      if (spec.cpuMask) throw new MotusError('MOTUS_E_INVALID_REQUEST', `VM ${spec.name}: cpuMask needs the @motus/cpu-compat plugin in the site file`, { field: 'cpuMask' });
+      return;
+    }
+    if (spec.cpuModel !== undefined) return;
+    const cpu = await policy.cpuForNewVm(spec.cpuMask);
+    if (cpu !== undefined) spec.cpuModel = cpu;
   }
 
   async stopVm(name: string): Promise<void> {

@@ -6,10 +6,12 @@ import { consoleDir, StaticFiles } from '../http/static-files.js';
 import { parseMigrationRequest, parseRequest, StartVmRequestSchema } from '../kernel/request-schemas.js';
 import { httpMetrics } from '../metrics/http-metrics.js';
 import { toCsv, toJsonLines } from './audit/audit-export.js';
-import { parseAuditParams, ScheduleRequestSchema, SchedulePatchSchema, TaskRequestSchema, TokenRequestSchema, UserRequestSchema } from './api-schemas.js';
-import type { Principal } from './identity/roles.js';
+import { parseAuditParams, VmTagsSchema, ScheduleRequestSchema, SchedulePatchSchema, TaskRequestSchema, TokenRequestSchema, UserRequestSchema } from './api-schemas.js';
+import { requireRole, type Principal } from './identity/roles.js';
 import type { MotusServer } from './motus-server.js';
 
+/** A plugin method's body: its payload, which the plugin validates itself. */
+const PluginCallSchema = z.object({ payload: z.unknown().optional() }).strict();
 const RegisterAgentSchema = z.object({ name: z.string().min(1), url: z.string().url() }).strict();
 /** Actions on a resource named by the path take no fields: anything sent is a mistake worth a 400. */
 const EmptyBodySchema = z.object({}).strict();
@@ -74,6 +76,18 @@ export function createServerApi(server: MotusServer, options: ServerApiOptions):
       async (ctx) => {
         noBody(ctx);
         return server.stopVm(ctx.params.name!);
+      },
+      as('operator'),
+    )
+    .route(
+      'PUT',
+      '/v1/vms/:name/tags',
+      async (ctx) => {
+        const { tags } = parseRequest(VmTagsSchema, ctx.body, 'VM tags');
+        const before = (await server.vms()).find((v) => v.name === ctx.params.name)?.spec.tags ?? [];
+        const vm = server.setVmTags(ctx.params.name!, tags);
+        server.audit.append({ user: me(ctx).user, action: 'vm.tags', outcome: 'changed', vm: vm.name, detail: { before, after: vm.spec.tags ?? [] } });
+        return vm;
       },
       as('operator'),
     )
@@ -164,6 +178,13 @@ export function createServerApi(server: MotusServer, options: ServerApiOptions):
       },
       as('operator'),
     )
+    .route('POST', '/v1/plugins/:plugin/:method', async (ctx) => {
+      // Plugins name the least role of each method; the route itself only needs a user.
+      const method = server.pluginMethod(ctx.params.plugin!, ctx.params.method!);
+      requireRole(me(ctx), method.role, `${ctx.params.plugin} ${ctx.params.method}`);
+      const { payload } = parseRequest(PluginCallSchema, ctx.body ?? {}, 'plugin call');
+      return { result: (await method.call(payload ?? {})) ?? null };
+    })
     .route('GET', '/v1/audit', async ({ query }) => {
       const params = parseAuditParams(query);
       const { format, ...filter } = params;

@@ -1,6 +1,7 @@
 import { API_VERSION, CpuCompatPolicyToken, MotusError, definePlugin, type PluginDefinition } from '@motus/sdk';
 import { AgentCpu } from './agent-cpu.js';
 import { CpuCompatConfigSchema, type CpuCompatConfig } from './config.js';
+import { CpuDryRun } from './dry-run.js';
 import { CpuPolicy, PLUGIN_NAME, asFacts } from './server-cpu.js';
 import type { CpuCatalog } from './qemu-report.js';
 
@@ -13,7 +14,8 @@ export { hostCpuFacts, factsOf, type LabLimits } from './host-facts.js';
 export { computeBaseline, effectiveCpu, baselineImpact, type BaselineSetting, type ClusterBaseline, type BaselineImpact } from './baseline.js';
 export { judge, isVendorNeutral } from './verdict.js';
 export { verdictMatrix, type VerdictMatrix } from './matrix.js';
-export { CpuPolicy, PLUGIN_NAME, type HostAccess } from './server-cpu.js';
+export { CpuPolicy, PLUGIN_NAME, baselineRefusal, type HostAccess } from './server-cpu.js';
+export { CpuDryRun } from './dry-run.js';
 export { AgentCpu } from './agent-cpu.js';
 export { CpuCompatConfigSchema, type CpuCompatConfig } from './config.js';
 
@@ -58,6 +60,11 @@ const plugin: PluginDefinition<CpuCompatConfig> = definePlugin<CpuCompatConfig>(
     });
     ctx.provide(CpuCompatPolicyToken, policy);
     ctx.hooks.validate.tapPromise(PLUGIN_NAME, (c) => policy.validate(c));
+    // Dry runs for users (motus cpu check / matrix): read-only, so viewers may ask.
+    const dryRun = new CpuDryRun(policy, { hosts: () => ctx.hosts(), vms: () => ctx.vms() }, config.cluster, config.defaultCpu);
+    ctx.handle('baseline', () => policy.baseline(), { role: 'viewer' });
+    ctx.handle('check', (payload) => dryRun.check(payload), { role: 'viewer' });
+    ctx.handle('matrix', (payload) => dryRun.matrix(payload), { role: 'viewer' });
   },
 });
 

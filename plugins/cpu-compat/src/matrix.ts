@@ -23,7 +23,7 @@ export interface VerdictMatrix {
  */
 export function verdictMatrix(
   models: CpuModels,
-  vms: ReadonlyArray<{ name: string; cpuModel?: string }>,
+  vms: ReadonlyArray<{ name: string; cpuModel?: string; runningOn?: HostCpuFacts }>,
   hosts: readonly HostCpuFacts[],
   defaultCpu: string,
 ): VerdictMatrix {
@@ -40,17 +40,24 @@ export function verdictMatrix(
   };
 
   const cpuIndex = new Map<string, number>();
-  const cpus: Array<{ text: string; vendor: string; map: Uint32Array }> = [];
+  const cpus: Array<{ vendor: string; map: Uint32Array }> = [];
   const vmCpu = new Int32Array(vms.length);
   vms.forEach((vm, i) => {
     const text = formatCpuString(parseCpuString(vm.cpuModel ?? defaultCpu));
-    let index = cpuIndex.get(text);
+    // A running VM's CPU is narrowed to what its host gave it (see judge): the key holds both.
+    const key = vm.runningOn ? `${text}@${vm.runningOn.features.join(',')}` : text;
+    let index = cpuIndex.get(key);
     if (index === undefined) {
       const spec = parseCpuString(text);
       const model = models.model(spec.model);
+      let features = models.features(spec);
+      if (vm.runningOn) {
+        const given = new Set(vm.runningOn.features);
+        features = new Set([...features].filter((f) => given.has(f)));
+      }
       index = cpus.length;
-      cpus.push({ text, vendor: isVendorNeutral(model.name) ? '' : model.vendor, map: bitmap(models.features(spec)) });
-      cpuIndex.set(text, index);
+      cpus.push({ vendor: isVendorNeutral(model.name) ? '' : model.vendor, map: bitmap(features) });
+      cpuIndex.set(key, index);
     }
     vmCpu[i] = index;
   });
@@ -91,6 +98,6 @@ export function verdictMatrix(
     distinctCpus: cpus.length,
     distinctHosts: profiles.length,
     can: (vm, host) => allowed[vm * hosts.length + host] === 1,
-    explain: (vm, host) => judge(models, vms[vm]!.cpuModel ?? defaultCpu, hosts[host]!, vms[vm]!.name),
+    explain: (vm, host) => judge(models, vms[vm]!.cpuModel ?? defaultCpu, hosts[host]!, vms[vm]!.name, vms[vm]!.runningOn),
   };
 }

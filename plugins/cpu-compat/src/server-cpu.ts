@@ -1,4 +1,4 @@
-import { MotusError, type CpuCompatPolicy, type CpuMask, type CpuVerdict, type HostCpuFacts, type MigrationHookContext, type Veto } from '@motus/sdk';
+import { MotusError, type CpuCompatPolicy, type CpuMask, type CpuVerdict, type HostCpuFacts, type HostInfo, type MigrationHookContext, type Veto } from '@motus/sdk';
 import { computeBaseline, effectiveCpu, type ClusterBaseline } from './baseline.js';
 import type { CpuCompatConfig } from './config.js';
 import { CpuModels } from './cpu-spec.js';
@@ -59,6 +59,11 @@ export class CpuPolicy implements CpuCompatPolicy {
     return effectiveCpu(baseline, mask, models);
   }
 
+  async cpuForNewVm(mask?: CpuMask): Promise<string | undefined> {
+    if (this.access.clusterHosts().length === 0 && mask === undefined) return undefined;
+    return this.effectiveCpu(mask);
+  }
+
   async check(cpu: string, host: string): Promise<CpuVerdict> {
     const facts = await this.access.facts(host);
     return judge(await this.modelsFor(host, facts), cpu, facts);
@@ -73,40 +78,52 @@ export class CpuPolicy implements CpuCompatPolicy {
 
   /** The validate tap: the VM's recorded CPU against the destination, then the cluster baseline. */
   async validate(c: MigrationHookContext): Promise<Veto | undefined> {
-    const host = c.destination.name;
-    const cpu = c.vm.spec.cpuModel ?? this.config.defaultCpu;
-    const reported = factsOf(c.destination.plugins, PLUGIN_NAME);
+    const judged = await this.assess(c.vm.name, c.vm.spec.cpuModel ?? this.config.defaultCpu, c.destination, c.source);
+    return 'veto' in judged ? judged.veto : undefined;
+  }
+
+  /**
+   * Whether `destination` may take VM `vm` whose CPU is `cpu`, from the facts the
+   * hosts reported: the answer of the validate tap and of the dry runs alike.
+   * `source` is where the VM runs now, if it runs.
+   */
+  async assess(vm: string, cpu: string, destination: HostInfo, source?: HostInfo): Promise<{ verdict: CpuVerdict } | { veto: Veto }> {
+    const host = destination.name;
+    const reported = factsOf(destination.plugins, PLUGIN_NAME);
     if ('error' in reported) {
       return {
-        plugin: PLUGIN_NAME,
-        code: 'MOTUS_E_CPU_PROBE',
-        reason: `cannot tell whether host ${host} can run VM ${c.vm.name}'s CPU ${cpu}: ${reported.error}`,
-        data: { host, cpu },
+        veto: { plugin: PLUGIN_NAME, code: 'MOTUS_E_CPU_PROBE', reason: `cannot tell whether host ${host} can run VM ${vm}'s CPU ${cpu}: ${reported.error}`, data: { host, cpu } },
       };
     }
-    const source = factsOf(c.source.plugins, PLUGIN_NAME);
+    const running = source ? factsOf(source.plugins, PLUGIN_NAME) : undefined;
     let verdict: CpuVerdict;
     try {
-      verdict = judge(await this.modelsFor(host, reported), cpu, reported, c.vm.name, 'error' in source ? undefined : source);
+      verdict = judge(await this.modelsFor(host, reported), cpu, reported, vm, running && !('error' in running) ? running : undefined);
     } catch (err) {
       const e = MotusError.from(err);
-      return { plugin: PLUGIN_NAME, code: e.code, reason: `VM ${c.vm.name}'s CPU ${cpu} cannot be judged: ${e.message}`, data: { host, cpu, ...e.data } };
+      return { veto: { plugin: PLUGIN_NAME, code: e.code, reason: `VM ${vm}'s CPU ${cpu} cannot be judged: ${e.message}`, data: { host, cpu, ...e.data } } };
     }
     if (!verdict.compatible) {
-      return { plugin: PLUGIN_NAME, code: 'MOTUS_E_CPU_INCOMPATIBLE', reason: verdict.message, data: { ...verdict } };
+      return { veto: { plugin: PLUGIN_NAME, code: 'MOTUS_E_CPU_INCOMPATIBLE', reason: verdict.message, data: { ...verdict } } };
     }
-    if (reported.baseline && !reported.baseline.ok) {
-      const b = reported.baseline;
-      const why = b.vendorMismatch ? `its CPU is ${b.vendorMismatch.host} and the baseline is ${b.vendorMismatch.baseline}` : `it lacks ${b.missing.join(', ')}`;
-      return {
-        plugin: PLUGIN_NAME,
-        code: 'MOTUS_E_CPU_BASELINE',
-        reason: `host ${host} cannot provide the cluster CPU baseline ${b.cpu} (${why}), so it takes no VMs of the cluster; lower the baseline or take the host out of the cluster`,
-        data: { host, baseline: b.cpu, missing: b.missing },
-      };
-    }
-    return undefined;
+    const refusal = baselineRefusal(reported);
+    if (refusal) return { veto: refusal };
+    return { verdict };
   }
+}
+
+/** The veto for a host that cannot provide the cluster's named or custom baseline. */
+export function baselineRefusal(facts: HostCpuFacts): Veto | undefined {
+  const b = facts.baseline;
+  if (!b || b.ok) return undefined;
+  const host = facts.host;
+  const why = b.vendorMismatch ? `its CPU is ${b.vendorMismatch.host} and the baseline is ${b.vendorMismatch.baseline}` : `it lacks ${b.missing.join(', ')}`;
+  return {
+    plugin: PLUGIN_NAME,
+    code: 'MOTUS_E_CPU_BASELINE',
+    reason: `host ${host} cannot provide the cluster CPU baseline ${b.cpu} (${why}), so it takes no VMs of the cluster; lower the baseline or take the host out of the cluster`,
+    data: { host, baseline: b.cpu, missing: b.missing },
+  };
 }
 
 /** Facts out of a callAgent answer, refusing anything that is not a finished probe. */

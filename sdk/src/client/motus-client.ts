@@ -45,6 +45,11 @@ export class MotusClient {
     return this.call('POST', '/v1/vms', { spec, host });
   }
 
+  /** Replaces the VM's tags (what `{ tag }` schedules select by). */
+  setVmTags(name: string, tags: string[]): Promise<VmInfo> {
+    return this.call('PUT', `/v1/vms/${encodeURIComponent(name)}/tags`, { tags });
+  }
+
   async stopVm(name: string): Promise<void> {
     await this.call('POST', `/v1/vms/${encodeURIComponent(name)}/stop`, {});
   }
@@ -136,6 +141,15 @@ export class MotusClient {
 
   revokeToken(id: string): Promise<TokenInfo> {
     return this.call('POST', `/v1/tokens/${encodeURIComponent(id)}/revoke`, {});
+  }
+
+  /**
+   * A method a plugin contributes on the server (PluginContext.handle), e.g.
+   * `pluginCall('@motus/cpu-compat', 'check', { vm, to })`; resolves to its result.
+   */
+  async pluginCall<T = unknown>(plugin: string, method: string, payload: unknown = {}): Promise<T> {
+    const { result } = await this.call<{ result: T }>('POST', `/v1/plugins/${encodeURIComponent(plugin)}/${encodeURIComponent(method)}`, { payload });
+    return result;
   }
 
   migrations(): Promise<MigrationSummary[]> {

@@ -33,7 +33,8 @@ export interface TaskRequest {
 }
 
 /** The VMs a schedule moves: named ones, or every VM whose name matches a glob (`web-*`) when it runs. */
-export type ScheduleTarget = { vms: string[] } | { pattern: string };
+/** Named VMs, every VM whose name matches a glob, or every VM with a tag (VmSpec.tags), when the schedule runs. */
+export type ScheduleTarget = { vms: string[] } | { pattern: string } | { tag: string };
 
 export interface ScheduleInfo {
   id: string;

@@ -55,12 +55,45 @@ export interface CpuMask {
   pinModel?: string;
 }
 
+/**
+ * One VM against one host, as the validate tap would answer now: the answer of the
+ * cpu-compat plugin's `check` method (`motus cpu check VM --to HOST`).
+ */
+export interface CpuCheck {
+  vm: string;
+  host: string;
+  /** The VM's recorded `-cpu` value. */
+  cpu: string;
+  compatible: boolean;
+  /** The veto's code when refused (MOTUS_E_CPU_INCOMPATIBLE, …_BASELINE, …_PROBE, …). */
+  code?: string;
+  missing: string[];
+  message: string;
+}
+
+/** Every VM of the site against every host of the cluster: cpu-compat's `matrix` method (`motus cpu matrix`). */
+export interface CpuMatrix {
+  /** Hosts judged, in order: the configured cluster, else every host of the site. */
+  hosts: string[];
+  /** Hosts that take no VM whatever their CPU: no facts yet, a failed probe, the baseline refused. */
+  unavailable: Array<{ host: string; code: string; reason: string }>;
+  rows: Array<{ vm: string; cpu: string; runsOn?: string; allowed: string[]; refused: Array<{ host: string; code: string; missing: string[]; message: string }> }>;
+  distinctCpus: number;
+  distinctHosts: number;
+}
+
 /** Server side of the CPU compatibility plugin. */
 export interface CpuCompatPolicy {
   /** The cluster baseline as a `-cpu` value, and the hosts that cannot provide it. */
   baseline(): Promise<{ cpu: string; features: string[]; refused: CpuVerdict[] }>;
   /** The `-cpu` value to record in VmSpec.cpuModel for a VM with this mask. */
   effectiveCpu(mask?: CpuMask): Promise<string>;
+  /**
+   * The `-cpu` value a VM created now records when it names no cpuModel: the
+   * cluster baseline with `mask` applied, or undefined when the site sets no
+   * cluster and no mask is asked (the hypervisor's default CPU stays).
+   */
+  cpuForNewVm(mask?: CpuMask): Promise<string | undefined>;
   /** Dry run: may a guest with `cpu` run on `host`? */
   check(cpu: string, host: string): Promise<CpuVerdict>;
 }

@@ -277,6 +277,36 @@ describe('tasks, limits, priorities, schedules, audit and roles through the API 
     expect(changes).to.include.members(['schedule.create', 'schedule.update', 'schedule.delete', 'schedule.run']);
   });
 
+  it('runs a schedule for every VM with a tag (given at start or later), as its creator; tags are operator business and validated', async () => {
+    await admin.startVm({ ...fakeSpec('tag0', 64), tags: ['batch'] }, 'host-a');
+    await admin.startVm(fakeSpec('tag1', 64), 'host-a');
+    await admin.startVm(fakeSpec('tag2', 64), 'host-a');
+    const tagged = await cli(operatorToken, 'vm', 'tag', 'tag2', 'batch', 'blue', '--json');
+    expect(tagged.code, tagged.stderr).to.equal(0);
+    expect((JSON.parse(tagged.stdout) as { spec: { tags: string[] } }).spec.tags).to.deep.equal(['batch', 'blue']);
+    expect((await cli(viewerToken, 'vm', 'tag', 'tag1', 'batch')).code).to.equal(6);
+    expect((await admin.audit({ vm: 'tag2' })).map((r) => r.action)).to.include('vm.tags');
+    expect((await cli(viewerToken, 'vm', 'list')).stdout).to.match(/tag2 .*batch,blue/);
+
+    const created = await cli(operatorToken, 'schedules', 'add', '--tag', 'batch', '--to', 'host-b', '--at', '+1s', '--json');
+    expect(created.code, created.stderr).to.equal(0);
+    const schedule = JSON.parse(created.stdout) as { id: string; target: unknown };
+    expect(schedule.target).to.deep.equal({ tag: 'batch' });
+    for (const vm of ['tag0', 'tag2']) {
+      const task = await waitFor(`the scheduled task of ${vm}`, async () => (await admin.tasks()).find((t) => t.vm === vm), 10_000, 20);
+      expect([task.requestedBy, task.scheduleId]).to.deep.equal(['olga', schedule.id]);
+      expect((await settled(admin, task.id)).state).to.equal('completed');
+    }
+    expect((await admin.tasks()).some((t) => t.vm === 'tag1'), 'the untagged VM stays').to.equal(false);
+    expect((await admin.schedule(schedule.id)).lastOutcome).to.equal('queued 2 task(s)');
+    expect((await cli(viewerToken, 'schedules')).stdout).to.include('tag:batch');
+
+    await expectCode(operator.createSchedule({ target: { tag: 'bad tag!' }, destination: 'host-b', cron: '0 3 * * *' }), 'MOTUS_E_INVALID_REQUEST', /target/);
+    await expectCode(operator.setVmTags('tag1', ['ok', 'no spaces']), 'MOTUS_E_INVALID_REQUEST', /tags\.1/);
+    await expectCode(operator.setVmTags('ghost', ['x']), 'MOTUS_E_VM_NOT_FOUND');
+    expect((await cli(operatorToken, 'schedules', 'add', '--tag', 'batch', '--pattern', 'tag*', '--to', 'host-b', '--cron', '0 3 * * *')).code).to.equal(2);
+  });
+
   it('answers audit queries, exports JSON Lines and CSV, and verifies the chain, from the CLI', async () => {
     const table = await cli(viewerToken, 'audit', '--vm', 'lim0');
     expect(table.code, table.stderr).to.equal(0);

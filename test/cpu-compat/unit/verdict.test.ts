@@ -1,5 +1,6 @@
 import { expect } from 'chai';
-import { CpuPolicy, CpuCompatConfigSchema, judge, verdictMatrix, type CpuCatalog } from '@motus/cpu-compat';
+import { CpuDryRun, CpuPolicy, CpuCompatConfigSchema, judge, verdictMatrix, type CpuCatalog } from '@motus/cpu-compat';
+import { MotusError } from '@motus/sdk';
 import type { HostCpuFacts, HostInfo, MigrationHookContext, VmInfo } from '@motus/sdk';
 import { modelledHost, recordedModels, recordedReport } from '../support/fixtures.js';
 
@@ -119,6 +120,56 @@ describe('cpu-compat: the validate tap (hosts faked, logic real)', () => {
     expect(matrix.explain(1, 1).missing).to.include('avx512f');
     const named = policy({ baseline: 'Skylake-Server-v5' });
     expect((await named.baseline()).refused.map((r) => r.host)).to.deep.equal(['host-b']);
+  });
+
+  it('answers the dry runs (check VM --to HOST, the cluster matrix) from the reported facts, as the validate tap would', async () => {
+    const p = policy();
+    const vm = (name: string, cpuModel?: string, state: VmInfo['state'] = 'running'): VmInfo => ({
+      name,
+      host: 'host-a',
+      state,
+      spec: { name, memoryMiB: 64, vcpus: 1, boot: { kind: 'disk' }, ...(cpuModel ? { cpuModel } : {}) },
+    });
+    const site = {
+      hosts: async () => [hostInfo('host-a', hosts['host-a']), hostInfo('host-b', hosts['host-b']), hostInfo('host-c', { state: 'probing' })],
+      vms: async () => [vm('web', 'Skylake-Server-v5'), vm('db', 'Westmere-v2'), vm('plain'), vm('old', 'Skylake-Server-v5', 'stopped')],
+    };
+    const dry = new CpuDryRun(p, site, undefined, 'qemu64');
+    const web = await dry.check({ vm: 'web', to: 'host-b' });
+    const veto = await p.validate(ctx('Skylake-Server-v5', hosts['host-b']));
+    expect(web).to.deep.include({ vm: 'web', host: 'host-b', compatible: false, code: 'MOTUS_E_CPU_INCOMPATIBLE', message: veto!.reason.replace('VM vm1', 'VM web') });
+    expect(web.missing).to.deep.equal((veto!.data as { missing: string[] }).missing);
+    expect(await dry.check({ vm: 'db', to: 'host-b' })).to.deep.include({ compatible: true, missing: [], cpu: 'Westmere-v2' });
+    // Running on an Intel host, qemu64 never had svm: the Intel destination will do.
+    expect((await dry.check({ vm: 'plain', to: 'host-b' })).compatible).to.equal(true);
+    expect(await dry.check({ vm: 'db', to: 'host-c' })).to.deep.include({ compatible: false, code: 'MOTUS_E_CPU_PROBE' });
+    const failure = (payload: unknown) => dry.check(payload).then(() => expect.fail('refused'), (e: MotusError) => e.code);
+    expect(await failure({ vm: 'nope', to: 'host-b' })).to.equal('MOTUS_E_VM_NOT_FOUND');
+    expect(await failure({ vm: 'web', to: 'host-z' })).to.equal('MOTUS_E_HOST_NOT_FOUND');
+    expect(await failure({ vm: 'web' })).to.equal('MOTUS_E_INVALID_REQUEST');
+
+    const matrix = await dry.matrix({});
+    expect(matrix.hosts).to.deep.equal(['host-a', 'host-b', 'host-c']);
+    expect(matrix.unavailable.map((u) => [u.host, u.code])).to.deep.equal([['host-c', 'MOTUS_E_CPU_PROBE']]);
+    const row = (name: string) => matrix.rows.find((r) => r.vm === name)!;
+    expect(row('web')).to.deep.include({ runsOn: 'host-a', allowed: ['host-a'] });
+    expect(row('web').refused.map((r) => r.host)).to.deep.equal(['host-c', 'host-b']);
+    expect(row('web').refused.find((r) => r.host === 'host-b')!.missing).to.deep.equal(web.missing);
+    expect(row('db').allowed).to.deep.equal(['host-a', 'host-b']);
+    expect(row('plain').allowed).to.deep.equal(['host-a', 'host-b']);
+    // A stopped VM is judged on its CPU alone (it will start wherever it is placed).
+    expect(row('old')).to.not.have.property('runsOn');
+    expect(row('old').allowed).to.deep.equal(['host-a']);
+    expect((await dry.matrix({ hosts: ['host-b'] })).rows.map((r) => r.allowed.length)).to.deep.equal([0, 1, 1, 0]);
+    expect(await dry.matrix({ hosts: ['host-x'] }).then(() => 'ok', (e: MotusError) => e.code)).to.equal('MOTUS_E_HOST_NOT_FOUND');
+  });
+
+  it('records the cluster baseline with the mask for a new VM, and leaves the default CPU alone on a site without a cluster', async () => {
+    expect(await policy().cpuForNewVm({ hide: ['aes'] })).to.equal('Westmere-v2,-aes');
+    expect(await policy().cpuForNewVm()).to.equal('Westmere-v2');
+    const noCluster = new CpuPolicy(CpuCompatConfigSchema.parse({}), { facts: async (h) => hosts[h]!, catalog: async () => catalog, clusterHosts: () => [] });
+    expect(await noCluster.cpuForNewVm()).to.equal(undefined);
+    expect(await noCluster.cpuForNewVm({ hide: ['aes'] }).then(() => 'ok', (e: MotusError) => e.code)).to.equal('MOTUS_E_INVALID_REQUEST');
   });
 });
 

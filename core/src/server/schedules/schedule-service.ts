@@ -222,6 +222,7 @@ export class ScheduleService {
   private targets(target: ScheduleTarget): string[] {
     const names = this.deps.vms().map((vm) => vm.name);
     if ('vms' in target) return target.vms;
+    if ('tag' in target) return this.deps.vms().filter((vm) => vm.spec.tags?.includes(target.tag)).map((vm) => vm.name);
     const pattern = new RegExp(`^${target.pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
     return names.filter((name) => pattern.test(name));
   }
