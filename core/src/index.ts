@@ -31,3 +31,6 @@ export { ClusterState, type Refusal } from './server/placement/cluster-state.js'
 export { rankDestinations, migrationCost, type Ranking, type RankedHost, type RefusedHost } from './server/placement/advisor.js';
 export { balanceCluster, TOLERANCE, type BalancePlan, type ProposedMove, type BalanceOptions } from './server/placement/balancer.js';
 export { planEvacuation, type EvacuationPlan } from './server/placement/evacuation.js';
+export { planConvergence, chooseStreams, xbzrleProbeBytes, BYTES_PER_CHANNEL, type ConvergenceContext, type ConvergenceDecision, type ConvergencePlan, type StreamMode } from './server/convergence/convergence-plan.js';
+export { ConvergencePolicy, type ConvergenceState } from './server/convergence/convergence-policy.js';
+export { ConvergenceConfigSchema, type ConvergenceConfig } from './site/site-schema.js';

@@ -31,7 +31,15 @@ export type MigrationEvent = MigrationEventBase &
         etaMs: number | null;
         expectedDowntimeMs: number | null;
       }
-    | { type: 'policy'; action: string; reason: string }
+    | {
+        type: 'policy';
+        /** What the convergence policy did, e.g. 'raise-throttle', 'raise-switchover-target', 'start-postcopy', 'abort'. */
+        action: string;
+        /** Why, with the measurements that justified it. */
+        reason: string;
+        /** The knob values the step set (e.g. { throttlePct: 40 }). */
+        values?: Record<string, number | string | boolean>;
+      }
     | { type: 'switchover'; host: string }
     | { type: 'resumed'; host: string }
     | { type: 'announced'; host: string; ms: number }
@@ -42,6 +50,13 @@ export type MigrationEvent = MigrationEventBase &
         bytes: number;
         rounds: number;
         controlPlaneMs: number;
+        /** Bytes sent over the VM's memory size. */
+        bytesPerMemory: number;
+        /** Highest vCPU throttle reached, % (0: never throttled). */
+        throttlePct: number;
+        /** Switchover target in force at the end, ms. */
+        switchoverTargetMs: number;
+        postcopy: boolean;
       }
     | { type: 'failed'; phase: MigrationPhase; error: MotusErrorJSON }
     | { type: 'rolled-back'; host: string; vmState: string }

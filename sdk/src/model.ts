@@ -110,10 +110,27 @@ export interface MigrationProgress {
   dirtyRateBytesPerSec: number;
   throughputBytesPerSec: number;
   expectedDowntimeMs?: number;
+  /** Percentage of vCPU time the hypervisor's auto-converge throttle takes away (QEMU: cpu-throttle-percentage). */
+  cpuThrottlePct?: number;
+  /** Delta compression of re-sent pages, when armed (QEMU: xbzrle-cache). */
+  xbzrle?: XbzrleStats;
   /** Final figures, present once status is 'completed'. */
   downtimeMs?: number;
   setupTimeMs?: number;
   error?: string;
+}
+
+/** How well re-sent pages delta-compress against the copy cached when they were last sent. */
+export interface XbzrleStats {
+  cacheBytes: number;
+  /** Pages sent delta-encoded so far. */
+  pages: number;
+  /** Raw bytes of those pages over the bytes actually sent for them (2 = half the size). */
+  encodingRate: number;
+  /** Share of re-sent pages that were not in the cache (0–1). */
+  cacheMissRate: number;
+  /** Pages whose delta was larger than the page itself (sent raw). */
+  overflow: number;
 }
 
 export type MigrationStatus =
@@ -154,5 +171,13 @@ export interface MigrationSummary {
   rounds?: number;
   /** From the API call to the hypervisor's migrate command. */
   controlPlaneMs?: number;
+  /** Bytes sent over the VM's memory size (1 = every page once). */
+  bytesPerMemory?: number;
+  /** Highest vCPU throttle the convergence policy reached, %. */
+  throttlePct?: number;
+  /** The switchover target (hypervisor downtime limit) in force at the end, ms. */
+  switchoverTargetMs?: number;
+  /** Whether the end of the copy ran in post-copy mode. */
+  postcopy?: boolean;
   error?: { code: string; message: string; data?: Record<string, unknown> };
 }

@@ -28,6 +28,10 @@ export interface GuestKitCmdlineOptions {
   dirtyMBps?: number;
   /** The dirtier's working set in MiB (default 64). */
   workingSetMiB?: number;
+  /** Bursty dirtier: dirty for onMs at dirtyMBps, rest offMs, again. */
+  burst?: { onMs: number; offMs: number };
+  /** Heartbeat period, ms (200 by default); 10 makes the guest-observed pause measurable to ~10 ms. */
+  heartbeatMs?: number;
   /** More `motus.<name>=<args>` parameters, for workloads this helper has no option for yet. */
   extra?: string[];
 }
@@ -85,8 +89,10 @@ export function guestKit(): GuestKit {
       const rate = opts.dirtyMBps ?? 0;
       if (rate !== 0) {
         positiveInteger('dirtyMBps', rate);
-        parts.push(`motus.dirty=${rate}:${positiveInteger('workingSetMiB', opts.workingSetMiB ?? DEFAULT_WORKING_SET_MIB)}`);
+        const burst = opts.burst ? `:${positiveInteger('burst.onMs', opts.burst.onMs)}:${positiveInteger('burst.offMs', opts.burst.offMs)}` : '';
+        parts.push(`motus.dirty=${rate}:${positiveInteger('workingSetMiB', opts.workingSetMiB ?? DEFAULT_WORKING_SET_MIB)}${burst}`);
       }
+      if (opts.heartbeatMs !== undefined) parts.push(`motus.hb=${positiveInteger('heartbeatMs', opts.heartbeatMs)}`);
       for (const param of opts.extra ?? []) {
         if (!/^motus\.[a-z][a-z0-9_-]*=\S+$/.test(param)) throw new Error(`guest kit: extra parameter '${param}' is not of the form motus.<name>=<args> without spaces`);
         parts.push(param);
@@ -106,7 +112,7 @@ export interface GuestSerial {
   /** Boot ids of every MOTUS-READY line, in order (more than one means the guest rebooted). */
   ready: string[];
   heartbeats: Heartbeat[];
-  dirtier: Array<{ rateMBps: number; workingSetMiB: number }>;
+  dirtier: Array<{ rateMBps: number; workingSetMiB: number; burst?: { onMs: number; offMs: number } }>;
   /** The text after `MOTUS-ERROR ` of every error line the guest printed. */
   errors: string[];
 }
@@ -117,7 +123,7 @@ const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
 // rather than read as a smaller number.
 const READY = new RegExp(`MOTUS-READY boot=(${UUID})\\s*$`);
 const HEARTBEAT = new RegExp(`MOTUS-HB seq=(\\d+) uptime=(\\d+(?:\\.\\d+)?) boot=(${UUID})\\s*$`);
-const DIRTIER = /MOTUS-DIRTIER rate=(\d+) ws=(\d+)\s*$/;
+const DIRTIER = /MOTUS-DIRTIER rate=(\d+) ws=(\d+)(?: burst=(\d+)\/(\d+))?\s*$/;
 const ERROR = /MOTUS-ERROR (\S.*?)\s*$/;
 
 /**
@@ -134,7 +140,9 @@ export function parseGuestSerial(serialText: string): GuestSerial {
     let m: RegExpExecArray | null;
     if ((m = HEARTBEAT.exec(line))) out.heartbeats.push({ seq: Number(m[1]), uptime: Number(m[2]), boot: m[3]! });
     else if ((m = READY.exec(line))) out.ready.push(m[1]!);
-    else if ((m = DIRTIER.exec(line))) out.dirtier.push({ rateMBps: Number(m[1]), workingSetMiB: Number(m[2]) });
+    else if ((m = DIRTIER.exec(line))) {
+      out.dirtier.push({ rateMBps: Number(m[1]), workingSetMiB: Number(m[2]), ...(m[3] ? { burst: { onMs: Number(m[3]), offMs: Number(m[4]) } } : {}) });
+    }
     else if ((m = ERROR.exec(line))) out.errors.push(m[1]!);
   }
   return out;

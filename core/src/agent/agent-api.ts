@@ -18,7 +18,9 @@ export function createAgentApi(agent: HostAgent, token: string, logger: Logger):
     .route('GET', '/metrics', async () => new Reply(200, await agent.metrics(), agent.metricsRegistry.contentType))
     .route('POST', '/v1/vms', async ({ body: b }) => agent.startVm(body(b).spec as VmSpec))
     .route('POST', '/v1/vms/:name/stop', async ({ params }) => agent.stopVm(vmName(params)))
-    .route('POST', '/v1/vms/:name/incoming', async ({ body: b }) => agent.prepareIncoming(body(b).spec as VmSpec, String(body(b).migrationId ?? '')))
+    .route('POST', '/v1/vms/:name/incoming', async ({ body: b }) =>
+      agent.prepareIncoming(body(b).spec as VmSpec, String(body(b).migrationId ?? ''), body(b).tuning as MigrationTuning | undefined),
+    )
     .route('POST', '/v1/vms/:name/migrate', async ({ params, body: b, res, signal }) => {
       const { uri, tuning, migrationId } = body(b) as { uri: string; tuning: MigrationTuning; migrationId: string };
       const progress = agent.migrateOut(vmName(params), uri, tuning ?? {}, migrationId ?? '', signal);
@@ -34,6 +36,8 @@ export function createAgentApi(agent: HostAgent, token: string, logger: Logger):
       return STREAMED;
     })
     .route('POST', '/v1/vms/:name/continue', async ({ params }) => agent.continueMigration(vmName(params)))
+    .route('POST', '/v1/vms/:name/tune', async ({ params, body: b }) => agent.tuneMigration(vmName(params), (body(b).tuning ?? {}) as MigrationTuning))
+    .route('POST', '/v1/vms/:name/postcopy', async ({ params }) => agent.startPostcopy(vmName(params)))
     .route('POST', '/v1/vms/:name/cancel', async ({ params }) => agent.cancelMigration(vmName(params)))
     .route('GET', '/v1/vms/:name/state', async ({ params }) => ({ state: await agent.runState(vmName(params)) }))
     .route('POST', '/v1/vms/:name/resume', async ({ params }) => agent.resume(vmName(params)))

@@ -158,13 +158,13 @@ export class HostAgent implements HostLink {
     await this.release(name, vm);
   }
 
-  async prepareIncoming(specInput: VmSpec, migrationId: string): Promise<{ uri: string }> {
+  async prepareIncoming(specInput: VmSpec, migrationId: string, tuning?: MigrationTuning): Promise<{ uri: string }> {
     const spec = parseVmSpec(specInput);
     this.claimName(spec.name);
     const record = await this.launch(spec, 'incoming');
     const handle = record.handle;
     try {
-      const uri = await handle.listenForMigration(this.options.migrationAddress, 0);
+      const uri = await handle.listenForMigration(this.options.migrationAddress, 0, tuning);
       this.options.logger.info('incoming migration ready', { vm: spec.name, migrationId, uri });
       return { uri };
     } catch (err) {
@@ -251,6 +251,14 @@ export class HostAgent implements HostLink {
     if (vm.settling) throw new MotusError('MOTUS_E_FENCED', `VM ${name} on ${this.name} is settling its ownership after losing its server; the switchover is off`, { vm: name, host: this.name, reason: 'settling' });
     vm.continued = true;
     await vm.handle.continueMigration();
+  }
+
+  async tuneMigration(name: string, tuning: MigrationTuning): Promise<void> {
+    await this.outgoing(name).handle.tuneMigration(tuning);
+  }
+
+  async startPostcopy(name: string): Promise<void> {
+    await this.outgoing(name).handle.startPostcopy();
   }
 
   async cancelMigration(name: string): Promise<void> {
@@ -575,6 +583,12 @@ export class HostAgent implements HostLink {
 
   private async releaseLeases(spec: VmSpec): Promise<void> {
     for (const [provider, disks] of this.disksByProvider(spec)) await this.meters.lease(provider.kind, 'release', () => provider.release(spec.name, disks));
+  }
+
+  private outgoing(name: string): VmRecord {
+    const vm = this.get(name);
+    if (vm.role !== 'outgoing') throw new MotusError('MOTUS_E_INVALID_REQUEST', `VM ${name} on ${this.name} is ${vm.role}, not being migrated away`, { vm: name });
+    return vm;
   }
 
   private get(name: string): VmRecord {

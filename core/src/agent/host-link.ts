@@ -35,11 +35,18 @@ export interface HostLink {
   facts(): Promise<AgentFacts>;
   startVm(spec: VmSpec): Promise<AgentVm>;
   stopVm(name: string): Promise<void>;
-  /** Launch the VM waiting for a migration stream; returns the URI to send to. */
-  prepareIncoming(spec: VmSpec, migrationId: string): Promise<{ uri: string }>;
+  /**
+   * Launch the VM waiting for a migration stream; returns the URI to send to.
+   * `tuning` carries what both ends must agree on before the stream (multifd, postcopy).
+   */
+  prepareIncoming(spec: VmSpec, migrationId: string, tuning?: MigrationTuning): Promise<{ uri: string }>;
   /** Start sending the VM to `uri`; yields progress samples until a terminal status. */
   migrateOut(name: string, uri: string, tuning: MigrationTuning, migrationId: string, signal: AbortSignal): AsyncIterable<MigrationProgress>;
   continueMigration(name: string): Promise<void>;
+  /** Change the running outgoing migration's tuning (the convergence policy's steps). */
+  tuneMigration(name: string, tuning: MigrationTuning): Promise<void>;
+  /** Switch the running outgoing migration to post-copy. */
+  startPostcopy(name: string): Promise<void>;
   cancelMigration(name: string): Promise<void>;
   /** The VM's run state, or 'absent' when no process holds it on this host. */
   runState(name: string): Promise<VmRunState | 'absent'>;

@@ -48,8 +48,8 @@ export class HttpHostLink implements HostLink {
   async stopVm(name: string): Promise<void> {
     await this.call('POST', this.vmPath(name, 'stop'), {});
   }
-  prepareIncoming(spec: VmSpec, migrationId: string): Promise<{ uri: string }> {
-    return this.call('POST', this.vmPath(spec.name, 'incoming'), { spec, migrationId }, 60_000);
+  prepareIncoming(spec: VmSpec, migrationId: string, tuning?: MigrationTuning): Promise<{ uri: string }> {
+    return this.call('POST', this.vmPath(spec.name, 'incoming'), { spec, migrationId, ...(tuning ? { tuning } : {}) }, 60_000);
   }
 
   /**
@@ -87,6 +87,12 @@ export class HttpHostLink implements HostLink {
 
   async continueMigration(name: string): Promise<void> {
     await this.call('POST', this.vmPath(name, 'continue'), {});
+  }
+  async tuneMigration(name: string, tuning: MigrationTuning): Promise<void> {
+    await this.call('POST', this.vmPath(name, 'tune'), { tuning }, 10_000);
+  }
+  async startPostcopy(name: string): Promise<void> {
+    await this.call('POST', this.vmPath(name, 'postcopy'), {}, 10_000);
   }
   async cancelMigration(name: string): Promise<void> {
     await this.call('POST', this.vmPath(name, 'cancel'), {});

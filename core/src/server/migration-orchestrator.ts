@@ -12,13 +12,16 @@ import {
   type MigrationProgress,
   type MigrationRequest,
   type MigrationSummary,
+  type MigrationTuning,
   type VmInfo,
   type VmRunState,
 } from '@motus/sdk';
-import type { HostLink } from '../agent/host-link.js';
+import type { AgentFacts, HostLink } from '../agent/host-link.js';
 import type { MigrationConfig } from '../site/site-schema.js';
 import type { Inventory } from './inventory.js';
 import { ProgressRate } from './progress-rate.js';
+import { planConvergence, type ConvergenceContext } from './convergence/convergence-plan.js';
+import { ConvergencePolicy } from './convergence/convergence-policy.js';
 
 /** What the orchestrator needs from the platform around it. */
 export interface OrchestratorDeps {
@@ -58,9 +61,17 @@ interface Plan {
   destination: { info: HostInfo; link: HostLink };
   ctx: MigrationHookContext;
   container: DependencyContainer;
+  sourceFacts: AgentFacts;
+  destinationFacts: AgentFacts;
 }
 
 const DESTINATION_RUN_TIMEOUT_MS = 10_000;
+/**
+ * The convergence policy aborts at the time limit on the first sample past it, with
+ * its measurements; this timer is the backstop for phases that report no samples.
+ */
+const TIME_LIMIT_BACKSTOP_MS = 30_000;
+const MiB = 1024 * 1024;
 
 /**
  * Runs the migration lifecycle: request → validate → prepare → pre-copy →
@@ -217,7 +228,7 @@ export class MigrationOrchestrator {
       throw new MotusError('MOTUS_E_MIGRATION_VETOED', `${veto.plugin} refuses the migration: ${veto.reason}`, { veto });
     }
     const leases = (vm.spec.disks ?? []).length > 0 && (facts.storage.length > 0 || sourceFacts.storage.length > 0);
-    return { leases, leaseOn: 'source', vm, source, destination, ctx, container };
+    return { leases, leaseOn: 'source', vm, source, destination, ctx, container, sourceFacts, destinationFacts: facts };
   }
 
   private async execute(run: Running, plan: Plan, t0: number, preReserved: boolean): Promise<MigrationSummary> {
@@ -228,7 +239,21 @@ export class MigrationOrchestrator {
     const timeoutMs = (config.timeoutBaseSeconds + (config.timeoutSecondsPerGiB * vm.spec.memoryMiB) / 1024) * 1000;
     const timer = setTimeout(() => {
       run.controller.abort(new MotusError('MOTUS_E_MIGRATION_TIMEOUT', `migration of ${vm.name} did not finish within ${Math.round(timeoutMs / 1000)} s`, { timeoutMs }));
-    }, timeoutMs);
+    }, timeoutMs + TIME_LIMIT_BACKSTOP_MS);
+    const memoryBytes = vm.spec.memoryMiB * MiB;
+    const convergenceCtx: ConvergenceContext = {
+      memoryBytes,
+      vcpus: vm.spec.vcpus,
+      sourceCpus: plan.sourceFacts.cpus,
+      destinationCpus: plan.destinationFacts.cpus,
+      accelerator: plan.sourceFacts.hypervisor.accelerator,
+      ...(plan.sourceFacts.hypervisor.migrationFeatures ? { features: plan.sourceFacts.hypervisor.migrationFeatures } : {}),
+      maxBandwidthBytesPerSec: config.maxBandwidthMiBps * MiB,
+      switchoverCeilingMs: config.downtimeLimitMs,
+      timeLimitMs: timeoutMs,
+    };
+    const convergence = planConvergence(config.convergence, convergenceCtx);
+    const policy = new ConvergencePolicy(config.convergence, convergenceCtx, convergence);
     let resumedOnDestination = false;
     this.setVmState(vm, 'migrating');
     if (!preReserved) this.reserve(destination.info.name, vm.spec.memoryMiB);
@@ -242,7 +267,9 @@ export class MigrationOrchestrator {
       summary.phase = 'prepare';
       const preparedAt = performance.now();
       // Not abortable: a destination process still being launched must exist before rollback stops it.
-      const { uri } = await destination.link.prepareIncoming(vm.spec, summary.id);
+      for (const decision of convergence.decisions) this.emitPolicy(run, decision);
+      const destinationTuning = Object.keys(convergence.destination).length > 0 ? convergence.destination : undefined;
+      const { uri } = await destination.link.prepareIncoming(vm.spec, summary.id, destinationTuning);
       if (signal.aborted) throw signal.reason;
       unreserve();
       await abortable(hooks.prepareDestination.promise(ctx), signal);
@@ -250,11 +277,7 @@ export class MigrationOrchestrator {
 
       summary.phase = 'precopy';
       const pauseForSwitchover = hooks.switchover.isUsed() || plan.leases;
-      const tuning = {
-        maxBandwidthBytesPerSec: config.maxBandwidthMiBps * 1024 * 1024,
-        downtimeLimitMs: config.downtimeLimitMs,
-        capabilities: { events: true, 'pause-before-switchover': pauseForSwitchover },
-      };
+      const tuning = { ...convergence.source, capabilities: { events: true, 'pause-before-switchover': pauseForSwitchover } };
       let final: MigrationProgress | undefined;
       const rate = new ProgressRate();
       let switchedOver = false;
@@ -287,6 +310,13 @@ export class MigrationOrchestrator {
           });
         }
         this.emit(run, rate.event(progress));
+        for (const decision of policy.next(progress)) {
+          this.emitPolicy(run, decision);
+          if (decision.abort) {
+            throw new MotusError('MOTUS_E_MIGRATION_TIMEOUT', `migration of ${vm.name} did not converge within ${Math.round(timeoutMs / 1000)} s: ${decision.reason}`, { timeoutMs, reason: decision.reason });
+          }
+          await this.applyStep(source.link, vm.name, decision.tune, decision.postcopy === true, summary.id);
+        }
       }
       if (!final) {
         if (signal.aborted) throw signal.reason;
@@ -321,6 +351,10 @@ export class MigrationOrchestrator {
         totalTimeMs: Math.round(performance.now() - t0),
         bytes: final.transferredBytes,
         rounds: final.round,
+        bytesPerMemory: Number((final.transferredBytes / memoryBytes).toFixed(3)),
+        throttlePct: Math.max(policy.state.throttleReachedPct, final.cpuThrottlePct ?? 0),
+        switchoverTargetMs: policy.state.switchoverTargetMs,
+        postcopy: policy.state.postcopy === 'started',
       } satisfies Partial<MigrationSummary>);
       summary.controlPlaneMs ??= 0;
       this.deps.inventory.putMigration(summary);
@@ -331,6 +365,10 @@ export class MigrationOrchestrator {
         bytes: summary.bytes!,
         rounds: summary.rounds!,
         controlPlaneMs: summary.controlPlaneMs,
+        bytesPerMemory: summary.bytesPerMemory!,
+        throttlePct: summary.throttlePct!,
+        switchoverTargetMs: summary.switchoverTargetMs!,
+        postcopy: summary.postcopy!,
       });
       logger.info('migration completed', { migration: summary.id, vm: vm.name, to: destination.info.name, downtimeMs: summary.downtimeMs });
       return summary;
@@ -345,6 +383,23 @@ export class MigrationOrchestrator {
       clearTimeout(timer);
       unreserve();
     }
+  }
+
+  /**
+   * Applies one policy step to the running migration. A knob the hypervisor refuses
+   * is logged and the copy goes on: the next steps still apply.
+   */
+  private async applyStep(link: HostLink, vm: string, tune: MigrationTuning | undefined, postcopy: boolean, migration: string): Promise<void> {
+    try {
+      if (tune) await link.tuneMigration(vm, tune);
+      if (postcopy) await link.startPostcopy(vm);
+    } catch (err) {
+      this.deps.logger.warn('the hypervisor refused a convergence step', { migration, error: (err as Error).message });
+    }
+  }
+
+  private emitPolicy(run: Running, decision: { action: string; reason: string; values?: Record<string, number | string | boolean> }): void {
+    this.emit(run, { type: 'policy', action: decision.action, reason: decision.reason, ...(decision.values ? { values: decision.values } : {}) });
   }
 
   /** Failures after the destination runs are logged: the VM must not be rolled back then. */

@@ -66,12 +66,35 @@ export const PluginEntrySchema = z
   })
   .strict();
 
+export const ConvergenceConfigSchema = z
+  .object({
+    /** Switchover target a migration starts with, ms (the hypervisor's downtime limit). */
+    switchoverTargetMs: z.number().int().positive().default(100),
+    /** The target is raised by at most this factor per step, up to migration.downtimeLimitMs. */
+    switchoverStepFactor: z.number().min(1.1).max(4).default(1.5),
+    /** vCPU throttle: first level and raise per step, % of vCPU time taken away. */
+    throttleStepPct: z.number().int().min(1).max(99).default(20),
+    /** Highest vCPU throttle the policy may reach, %. */
+    throttleMaxPct: z.number().int().min(1).max(99).default(99),
+    /** Delta compression of re-sent pages: 'auto' arms it with a probe cache and keeps it only where pages compress well. */
+    xbzrle: z.enum(['auto', 'off']).default('auto'),
+    /** Parallel streams: 'auto' picks the channel count from cores and bandwidth, 'off', or a fixed count. */
+    multifd: z.union([z.enum(['auto', 'off']), z.number().int().min(2).max(16)]).default('auto'),
+    /**
+     * Post-copy as a last resort. Off by default: once switched, a failure of either
+     * host or of the link loses the VM (no rollback is possible).
+     */
+    postcopy: z.boolean().default(false),
+  })
+  .strict();
+
 export const MigrationConfigSchema = z
   .object({
-    /** Bandwidth cap handed to the hypervisor, MiB/s (QEMU's own default is 128). */
+    /** Per-migration bandwidth cap handed to the hypervisor, MiB/s (QEMU's own default is 128): leaves the link to VM traffic too. */
     maxBandwidthMiBps: z.number().positive().default(1024),
-    /** Longest switchover the hypervisor may plan for, ms. */
+    /** Longest switchover the convergence policy may raise the target to, ms. */
     downtimeLimitMs: z.number().int().positive().default(300),
+    convergence: ConvergenceConfigSchema.prefault({}),
     /** A migration is aborted and rolled back after base + perGiB × memory. */
     timeoutBaseSeconds: z.number().positive().default(120),
     timeoutSecondsPerGiB: z.number().positive().default(240),
@@ -134,6 +157,7 @@ export type SiteConfig = z.infer<typeof SiteSchema>;
 export type HostConfig = z.infer<typeof HostConfigSchema>;
 export type PluginEntry = z.infer<typeof PluginEntrySchema>;
 export type MigrationConfig = z.infer<typeof MigrationConfigSchema>;
+export type ConvergenceConfig = z.infer<typeof ConvergenceConfigSchema>;
 export type TasksConfig = z.infer<typeof TasksConfigSchema>;
 export type NetworkConfig = z.infer<typeof NetworkConfigSchema>;
 export type DatastoreConfig = z.infer<typeof DatastoreConfigSchema>;

@@ -12,7 +12,8 @@ export { chooseAccelerator, probeAccelerator, runBootSector, type AcceleratorCho
 export { bootSector, BOOT_MARKER } from './boot-sector.js';
 export { parseQemuVersion, qemuVersion } from './qemu-version.js';
 export { toMigrationProgress, toMigrationStatus } from './migration/progress.js';
-export { tuningToQmp, tcpUri } from './migration/tuning.js';
+export { tuningToQmp, liveTuningToQmp, xbzrleCacheSize, tcpUri, type QmpTuning } from './migration/tuning.js';
+export { migrationFeatures } from './migration/features.js';
 export { toHypervisorEvent } from './events.js';
 export { toRunState } from './run-state.js';
 

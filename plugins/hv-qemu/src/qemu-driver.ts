@@ -5,6 +5,7 @@ import { DEFAULT_QEMU_BINARY, requireQemu } from './launch/binaries.js';
 import { startQemu } from './launch/launch.js';
 import { QemuVm } from './qemu-vm.js';
 import { qemuVersion } from './qemu-version.js';
+import { migrationFeatures } from './migration/features.js';
 
 export interface QemuDriverOptions {
   /** Name on PATH or absolute path; qemu-system-x86_64 by default. */
@@ -51,7 +52,7 @@ export class QemuDriver implements HypervisorDriver {
         ...(this.options.env ? { env: this.options.env } : {}),
       }),
     ]);
-    return { kind: this.kind, version, accelerator: choice.accelerator, acceleratorReason: choice.reason };
+    return { kind: this.kind, version, accelerator: choice.accelerator, acceleratorReason: choice.reason, migrationFeatures: migrationFeatures(choice.accelerator) };
   }
 
   async launch(spec: VmSpec, options: LaunchOptions): Promise<QemuVm> {

@@ -12,7 +12,7 @@ import { toHypervisorEvent } from './events.js';
 import type { RunFiles } from './launch/argv.js';
 import type { ProcessExit, QemuProcess } from './launch/qemu-process.js';
 import { toMigrationProgress } from './migration/progress.js';
-import { tcpUri, tuningToQmp } from './migration/tuning.js';
+import { liveTuningToQmp, tcpUri, tuningToQmp, type QmpTuning } from './migration/tuning.js';
 import type { QmpClient } from '@motus/sdk';
 import { toRunState } from './run-state.js';
 
@@ -79,9 +79,18 @@ export class QemuVm implements VmHandle {
     return toRunState(info.status);
   }
 
-  async listenForMigration(address: string, port: number): Promise<string> {
+  async listenForMigration(address: string, port: number, tuning?: MigrationTuning): Promise<string> {
     if (!this.incoming) {
       throw new MotusError('MOTUS_E_INVALID_REQUEST', `VM ${this.name} was not launched with incoming: true, so it cannot receive a migration`, { vm: this.name });
+    }
+    if (tuning) {
+      // Only what both ends must agree on before the stream starts; rates and limits are the source's.
+      const { capabilities, parameters } = tuningToQmp({
+        ...(tuning.multifd ? { multifd: tuning.multifd } : {}),
+        ...(tuning.postcopy !== undefined ? { postcopy: tuning.postcopy } : {}),
+      });
+      await this.qmp.migrateSetCapabilities(capabilities);
+      await this.qmp.migrateSetParameters(parameters);
     }
     await this.qmp.migrateIncoming(tcpUri(address, port));
     const info = await this.qmp.queryMigrate();
@@ -94,20 +103,30 @@ export class QemuVm implements VmHandle {
   }
 
   async startMigration(uri: string, tuning?: MigrationTuning): Promise<void> {
-    const { capabilities, parameters } = tuningToQmp(tuning);
-    if (parameters['max-bandwidth'] === undefined) {
+    const qmp = tuningToQmp(tuning);
+    if (qmp.parameters['max-bandwidth'] === undefined) {
       this.logger?.info("migration max-bandwidth not given: QEMU's current limit applies (its default is 128 MiB/s)", { vm: this.name });
     }
-    await this.qmp.migrateSetCapabilities(capabilities);
-    await this.qmp.migrateSetParameters(parameters);
+    await this.apply(qmp);
     await this.qmp.migrate(uri);
   }
 
   async tuneMigration(tuning: MigrationTuning): Promise<void> {
-    const { capabilities, parameters } = tuningToQmp(tuning);
-    // QEMU refuses capability changes while a migration runs; its error says so.
+    const live = liveTuningToQmp(tuning);
+    // QEMU refuses capability changes while a migration runs: raw ones passed here go
+    // through so that QEMU's own error reaches the caller.
+    await this.qmp.migrateSetCapabilities(tuning.capabilities ?? {});
+    await this.apply(live);
+  }
+
+  async startPostcopy(): Promise<void> {
+    await this.qmp.migrateStartPostcopy();
+  }
+
+  private async apply({ capabilities, parameters, dirtyLimitMBps }: QmpTuning): Promise<void> {
     await this.qmp.migrateSetCapabilities(capabilities);
     await this.qmp.migrateSetParameters(parameters);
+    if (dirtyLimitMBps !== undefined) await this.qmp.setVcpuDirtyLimit(dirtyLimitMBps);
   }
 
   async migrationProgress(): Promise<MigrationProgress> {

@@ -11,6 +11,20 @@ export interface HypervisorFacts {
   accelerator: string;
   /** Why that accelerator was chosen (probe result), for operators. */
   acceleratorReason: string;
+  /**
+   * Convergence features migrations from this host can use, with the reason for
+   * each one that is missing (e.g. dirty-limit needs KVM's dirty ring; TCG has none).
+   * Absent: the driver does not say (assume none of the optional ones).
+   */
+  migrationFeatures?: MigrationFeatures;
+}
+
+export type MigrationFeature = 'auto-converge' | 'xbzrle' | 'multifd' | 'postcopy' | 'dirty-limit';
+
+export interface MigrationFeatures {
+  available: MigrationFeature[];
+  /** Why each unavailable feature is unavailable. */
+  unavailable: Partial<Record<MigrationFeature, string>>;
 }
 
 export interface LaunchOptions {
@@ -25,15 +39,46 @@ export interface LaunchOptions {
   nics?: NicAttachment[];
 }
 
-/** Low-level tuning handed to the hypervisor's migrate command. */
+/**
+ * Tuning handed to the hypervisor: at start (startMigration; features that must be
+ * chosen before the stream starts, like multifd, xbzrle and postcopy, only then) and
+ * while the copy runs (tuneMigration: rates, limits, throttle levels, cache size).
+ */
 export interface MigrationTuning {
   /** Bytes per second; undefined leaves the hypervisor's own. */
   maxBandwidthBytesPerSec?: number;
+  /** The switchover target: the longest pause the hypervisor may plan the final copy for. */
   downtimeLimitMs?: number;
-  /** Hypervisor-specific capabilities (QEMU: 'auto-converge', 'xbzrle', 'multifd', …). */
+  /** Link rate the switchover may count on (QEMU: avail-switchover-bandwidth), instead of the hypervisor's own estimate. */
+  switchoverBandwidthBytesPerSec?: number;
+  /**
+   * vCPU throttling while the guest dirties memory faster than the link sends it
+   * (QEMU: auto-converge). At start this arms it; later only the levels change.
+   */
+  throttle?: ThrottleTuning;
+  /** Delta compression of re-sent pages (QEMU: xbzrle); armed at start, the cache resized later. */
+  xbzrle?: { cacheBytes: number };
+  /** Parallel streams (QEMU: multifd); start only, and on the destination before it listens. */
+  multifd?: { channels: number };
+  /** Allow switching to post-copy later (QEMU: postcopy-ram); start only, on both ends. */
+  postcopy?: boolean;
+  /** Per-vCPU dirty page rate limit, MiB/s (QEMU: set-vcpu-dirty-limit; KVM with a dirty ring only). */
+  dirtyLimitMBps?: number;
+  /** Hypervisor-specific capabilities; the typed fields above win over the same names here. */
   capabilities?: Record<string, boolean>;
   /** Hypervisor-specific parameters (QEMU: migrate-set-parameters keys). */
   parameters?: Record<string, unknown>;
+}
+
+export interface ThrottleTuning {
+  /** Throttle applied when it first engages, %. */
+  initialPct: number;
+  /** Raise per trigger, %. */
+  incrementPct: number;
+  /** Ceiling the throttle may reach, %. */
+  maxPct: number;
+  /** It engages only while the guest dirtied more than this share of what was sent, %. */
+  triggerThresholdPct?: number;
 }
 
 export type VmRunState =
@@ -68,12 +113,18 @@ export interface VmHandle {
   readonly exited: Promise<{ code: number | null; signal: string | null }>;
 
   runState(): Promise<VmRunState>;
-  /** Destination side: listen for the migration stream (VM launched with incoming). Returns the URI the source sends to. */
-  listenForMigration(address: string, port: number): Promise<string>;
+  /**
+   * Destination side: listen for the migration stream (VM launched with incoming).
+   * `tuning` carries what both ends must agree on before the stream starts
+   * (multifd channels, postcopy). Returns the URI the source sends to.
+   */
+  listenForMigration(address: string, port: number, tuning?: MigrationTuning): Promise<string>;
   /** Source side: apply tuning and start sending to `uri`. Resolves once the hypervisor accepted the command. */
   startMigration(uri: string, tuning?: MigrationTuning): Promise<void>;
-  /** Change tuning while a migration runs (bandwidth, downtime limit, parameters). */
+  /** Change tuning while a migration runs (bandwidth, downtime limit, throttle levels, cache size, dirty limit). */
   tuneMigration(tuning: MigrationTuning): Promise<void>;
+  /** Switch a running pre-copy armed with `postcopy` to post-copy (QEMU: migrate-start-postcopy). */
+  startPostcopy(): Promise<void>;
   migrationProgress(): Promise<MigrationProgress>;
   cancelMigration(): Promise<void>;
   /**

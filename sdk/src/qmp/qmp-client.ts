@@ -46,6 +46,18 @@ export interface QmpMigrationInfo {
   'setup-time'?: number;
   'error-desc'?: string;
   'socket-address'?: QmpSocketAddress[];
+  'cpu-throttle-percentage'?: number;
+  'xbzrle-cache'?: QmpXbzrleCacheStats;
+}
+
+export interface QmpXbzrleCacheStats {
+  'cache-size'?: number;
+  bytes?: number;
+  pages?: number;
+  'cache-miss'?: number;
+  'cache-miss-rate'?: number;
+  'encoding-rate'?: number;
+  overflow?: number;
 }
 
 export interface QmpCpuInfoFast {
@@ -116,6 +128,16 @@ export class QmpClient {
   async migrateSetParameters(parameters: Record<string, unknown>): Promise<void> {
     if (Object.keys(parameters).length === 0) return;
     await this.execute('migrate-set-parameters', parameters);
+  }
+
+  /** Switches a pre-copy armed with postcopy-ram to post-copy. */
+  async migrateStartPostcopy(): Promise<void> {
+    await this.execute('migrate-start-postcopy');
+  }
+
+  /** Per-vCPU dirty page rate limit, MiB/s (KVM with a dirty ring only; QEMU says so otherwise). */
+  async setVcpuDirtyLimit(dirtyRateMBps: number): Promise<void> {
+    await this.execute('set-vcpu-dirty-limit', { 'dirty-rate': dirtyRateMBps });
   }
 
   async migrateCancel(): Promise<void> {

@@ -118,6 +118,13 @@ export class FakeVm implements VmHandle {
     this.tuning = { ...this.tuning, ...tuning };
   }
 
+  /** Post-copy switched on by the orchestrator (the fake just records it). */
+  postcopyStarted = false;
+
+  async startPostcopy(): Promise<void> {
+    this.postcopyStarted = true;
+  }
+
   async migrationProgress(): Promise<MigrationProgress> {
     this.assertAlive();
     return this.progress;

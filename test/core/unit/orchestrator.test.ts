@@ -49,13 +49,18 @@ describe('migration orchestrator (fake hypervisor)', () => {
   it('moves a VM and reports the lifecycle in order', async () => {
     const handle = await platform.migrate({ vm: 'vm1', destination: 'host-b', requestedBy: 'alice' });
     const events = await firstValueFrom(handle.events$.pipe(toArray()));
-    const types = events.map((e) => e.type).filter((t, i, all) => t !== 'progress' || all[i - 1] !== 'progress');
-    expect(types).to.deep.equal(['requested', 'validated', 'prepared', 'progress', 'switchover', 'resumed', 'completed']);
+    const types = events.map((e) => e.type).filter((t, i, all) => (t !== 'progress' && t !== 'policy') || all[i - 1] !== t);
+    expect(types).to.deep.equal(['requested', 'validated', 'policy', 'prepared', 'progress', 'switchover', 'resumed', 'completed']);
+    // The convergence plan is announced before the destination is prepared, each step with its reason.
+    const plan = events.filter((e): e is Extract<MigrationEvent, { type: 'policy' }> => e.type === 'policy').map((e) => e.action);
+    expect(plan.slice(0, 2)).to.deep.equal(['start', 'streams']);
     expect(events.map((e) => e.seq)).to.deep.equal(events.map((_, i) => i + 1));
     const completed = events.at(-1) as Extract<MigrationEvent, { type: 'completed' }>;
     expect(completed.downtimeMs).to.equal(12);
     expect(completed.bytes).to.equal(256 * (1 << 20));
     expect(completed.rounds).to.equal(5);
+    expect(completed.bytesPerMemory).to.equal(1);
+    expect(completed).to.include({ throttlePct: 0, switchoverTargetMs: 100, postcopy: false });
     const summary = await handle.done;
     expect(summary.state).to.equal('completed');
     expect(summary.requestedBy).to.equal('alice');

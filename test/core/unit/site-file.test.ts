@@ -23,7 +23,14 @@ describe('site file', () => {
     expect(site.networks).to.deep.equal([]);
     expect(site.datastores).to.deep.equal([]);
     expect(site.plugins).to.deep.equal([{ package: '@motus/hv-qemu', config: {} }]);
-    expect(site.migration).to.deep.equal({ maxBandwidthMiBps: 1024, downtimeLimitMs: 300, timeoutBaseSeconds: 120, timeoutSecondsPerGiB: 240, switchoverWaitSeconds: 30 });
+    expect(site.migration).to.deep.equal({
+      maxBandwidthMiBps: 1024,
+      downtimeLimitMs: 300,
+      timeoutBaseSeconds: 120,
+      timeoutSecondsPerGiB: 240,
+      switchoverWaitSeconds: 30,
+      convergence: { switchoverTargetMs: 100, switchoverStepFactor: 1.5, throttleStepPct: 20, throttleMaxPct: 99, xbzrle: 'auto', multifd: 'auto', postcopy: false },
+    });
   });
 
   it('names the field and the line of each problem', () => {

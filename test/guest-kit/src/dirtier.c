@@ -2,7 +2,10 @@
  * motus-dirtier: dirties guest memory at a set rate, so migration tests can put
  * a known load on pre-copy convergence.
  *
- * Usage: motus-dirtier <rate MiB/s> <working set MiB>
+ * Usage: motus-dirtier <rate MiB/s> <working set MiB> [<on ms> <off ms>]
+ *
+ * With <on ms> <off ms> it is bursty: it dirties at the rate for <on ms>, then
+ * rests for <off ms>, and again (a batch job, a cache flush); without, steadily.
  *
  * It maps a working set, fills it with pseudo-random bytes, prints
  *   MOTUS-DIRTIER rate=<MiB/s> ws=<MiB>
@@ -86,9 +89,10 @@ static long long now_ns(void)
 
 int main(int argc, char **argv)
 {
-    unsigned long rate_mib, ws_mib;
-    if (argc != 3 || parse_mib(argv[1], &rate_mib) != 0 || parse_mib(argv[2], &ws_mib) != 0) {
-        say("MOTUS-ERROR workload=dirty reason=usage:motus-dirtier_<rate_MiB/s>_<working_set_MiB>(both>0)\n");
+    unsigned long rate_mib, ws_mib, on_ms = 0, off_ms = 0;
+    if ((argc != 3 && argc != 5) || parse_mib(argv[1], &rate_mib) != 0 || parse_mib(argv[2], &ws_mib) != 0 ||
+        (argc == 5 && (parse_mib(argv[3], &on_ms) != 0 || parse_mib(argv[4], &off_ms) != 0))) {
+        say("MOTUS-ERROR workload=dirty reason=usage:motus-dirtier_<rate_MiB/s>_<working_set_MiB>_[<on_ms>_<off_ms>](all>0)\n");
         return 2;
     }
 
@@ -117,7 +121,11 @@ int main(int argc, char **argv)
     for (size_t i = 0; i < bytes / sizeof(uint64_t); i++)
         ((uint64_t *)ws)[i] = next_random(&seed);
 
-    say("MOTUS-DIRTIER rate=%lu ws=%lu\n", rate_mib, ws_mib);
+    if (on_ms != 0)
+        say("MOTUS-DIRTIER rate=%lu ws=%lu burst=%lu/%lu\n", rate_mib, ws_mib, on_ms, off_ms);
+    else
+        say("MOTUS-DIRTIER rate=%lu ws=%lu\n", rate_mib, ws_mib);
+    const long long cycle_ns = (long long)(on_ms + off_ms) * 1000000LL;
 
     const unsigned long long pages = bytes / PAGE;
     const unsigned long long pages_per_sec = (unsigned long long)rate_mib * (1ULL << 20) / PAGE;
@@ -132,6 +140,11 @@ int main(int argc, char **argv)
             ;
 
         long long now = now_ns();
+        if (cycle_ns != 0 && (now - start) % cycle_ns >= (long long)on_ms * 1000000LL) {
+            /* Resting: nothing is owed for this time, so the next burst starts at the rate, not with a backlog. */
+            done = (unsigned long long)((__int128)pages_per_sec * (now - start) / 1000000000LL);
+            continue;
+        }
         unsigned long long due = (unsigned long long)((__int128)pages_per_sec * (now - start) / 1000000000LL);
         unsigned long long todo = due - done;
         /*

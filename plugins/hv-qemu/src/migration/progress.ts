@@ -52,6 +52,17 @@ export function toMigrationProgress(info: QmpMigrationInfo): MigrationProgress {
     throughputBytesPerSec: Math.round((n(ram.mbps) * 1_000_000) / 8),
   };
   if (info['expected-downtime'] !== undefined) progress.expectedDowntimeMs = n(info['expected-downtime']);
+  if (info['cpu-throttle-percentage'] !== undefined) progress.cpuThrottlePct = n(info['cpu-throttle-percentage']);
+  const x = info['xbzrle-cache'];
+  if (x !== undefined) {
+    progress.xbzrle = {
+      cacheBytes: n(x['cache-size']),
+      pages: n(x.pages),
+      encodingRate: n(x['encoding-rate']),
+      cacheMissRate: n(x['cache-miss-rate']),
+      overflow: n(x.overflow),
+    };
+  }
   if (status === 'completed') {
     if (info.downtime !== undefined) progress.downtimeMs = n(info.downtime);
     if (info['setup-time'] !== undefined) progress.setupTimeMs = n(info['setup-time']);

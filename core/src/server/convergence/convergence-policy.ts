@@ -1,0 +1,227 @@
+import type { MigrationProgress } from '@motus/sdk';
+import type { ConvergenceConfig } from '../../site/site-schema.js';
+import { ProgressRate } from '../progress-rate.js';
+import { DORMANT_THROTTLE_PCT, mibps, type ConvergenceContext, type ConvergenceDecision, type ConvergencePlan } from './convergence-plan.js';
+
+/**
+ * After a step, the next one waits until its effect was measured: two more
+ * dirty-bitmap syncs (one whole round under the new setting, ended by the sync
+ * that counts what it dirtied) and at least this long.
+ */
+export const HOLD_ROUNDS = 2;
+export const HOLD_MS = 1_000;
+/** "The dirty rate stays above the link rate": at least this many samples in a row, after the bulk copy. */
+export const PRESSURE_SAMPLES = 3;
+/** A remaining size that has not fallen by 10% for HOLD_ROUNDS and HOLD_MS is a stall. */
+export const STALL_PROGRESS = 0.9;
+/** xbzrle is judged once this many pages went delta-encoded (1 MiB of pages)… */
+export const XBZRLE_JUDGE_PAGES = 256;
+/** …and kept when they shrink at least 2:1 with at most a quarter overflowing, dropped below 1.5:1 or from half overflowing. */
+export const XBZRLE_GOOD_RATE = 2;
+export const XBZRLE_POOR_RATE = 1.5;
+const XBZRLE_SMALLEST = 4096;
+const MiB = 1 << 20;
+
+/** What the policy holds about the running migration, for the result and for tests. */
+export interface ConvergenceState {
+  switchoverTargetMs: number;
+  /** The throttle level the policy allows, %. */
+  throttlePct: number;
+  /** The highest throttle QEMU reported, %. */
+  throttleReachedPct: number;
+  dirtyLimitMBps?: number;
+  xbzrle: 'off' | 'probing' | 'kept' | 'dropped';
+  postcopy: 'off' | 'armed' | 'started';
+  /** Link rate measured while the sender was busy, bytes/s. */
+  linkBytesPerSec?: number;
+  aborted: boolean;
+}
+
+/**
+ * The convergence policy: pure logic from progress samples to steps. It never
+ * reads a clock (QEMU's total-time is the time axis), so a recorded series of
+ * samples replays to the same steps.
+ *
+ * Ladder, each rung only while the copy is not converging (the remaining bytes at
+ * the measured link rate take longer than the switchover target):
+ *   1. xbzrle kept and its cache grown when re-sent pages compress well (costs the
+ *      guest nothing), dropped when they do not;
+ *   2. while the dirty rate stays above the link rate: a per-vCPU dirty limit where
+ *      the accelerator has one, else the vCPU throttle raised step by step;
+ *   3. when the copy stalls with the throttle exhausted (or without pressure): the
+ *      switchover target raised by bounded steps up to its ceiling;
+ *   4. at the ceiling and still stalled: post-copy, when armed;
+ *   and at the time limit, whatever the state: abort (the orchestrator rolls back).
+ */
+export class ConvergencePolicy {
+  readonly state: ConvergenceState;
+  private readonly rate = new ProgressRate();
+  private lastStep = { round: 0, ms: 0 };
+  private pressureStreak = 0;
+  private best = { remaining: Number.POSITIVE_INFINITY, round: 0, ms: 0 };
+  private linkAnnounced = false;
+  /** Largest remaining seen after the bulk copy: the size of what keeps being dirtied. */
+  private dirtySetBytes = 0;
+
+  constructor(
+    private readonly config: ConvergenceConfig,
+    private readonly ctx: ConvergenceContext,
+    private readonly plan: ConvergencePlan,
+  ) {
+    this.state = {
+      switchoverTargetMs: plan.source.downtimeLimitMs ?? config.switchoverTargetMs,
+      throttlePct: 0,
+      throttleReachedPct: 0,
+      xbzrle: plan.xbzrleArmed ? 'probing' : 'off',
+      postcopy: plan.postcopyArmed ? 'armed' : 'off',
+      aborted: false,
+    };
+  }
+
+  /** The steps one sample calls for (usually none). */
+  next(sample: MigrationProgress): ConvergenceDecision[] {
+    const throughput = this.rate.event(sample).throughputBytesPerSec;
+    if (sample.status !== 'active' || this.state.aborted) return [];
+    const out: ConvergenceDecision[] = [];
+    const t = sample.totalTimeMs;
+    this.state.throttleReachedPct = Math.max(this.state.throttleReachedPct, sample.cpuThrottlePct ?? 0);
+    // The sender is busy while more than a quarter second's worth is left: its rate is the link's.
+    if (throughput > 0 && sample.remainingBytes > throughput / 4) {
+      this.state.linkBytesPerSec = this.state.linkBytesPerSec === undefined ? throughput : 0.7 * this.state.linkBytesPerSec + 0.3 * throughput;
+    }
+    if (t >= this.ctx.timeLimitMs) {
+      this.state.aborted = true;
+      return [
+        {
+          action: 'abort',
+          reason: `not converged after ${(t / 1000).toFixed(0)} s, the limit for ${(this.ctx.memoryBytes / MiB).toFixed(0)} MiB; ${(sample.remainingBytes / MiB).toFixed(0)} MiB left at round ${sample.round}, dirty ${mibps(sample.dirtyRateBytesPerSec)}, link ${mibps(this.link(throughput))}: rolling back`,
+          values: { elapsedMs: t, remainingBytes: sample.remainingBytes },
+          abort: true,
+        },
+      ];
+    }
+    // Round 1 is the bulk copy of all memory: nothing is re-sent yet, no rate is dirty.
+    if (sample.round < 2) return out;
+    const link = this.link(throughput);
+    if (!this.linkAnnounced && this.state.linkBytesPerSec !== undefined) {
+      this.linkAnnounced = true;
+      out.push({
+        action: 'measure-link',
+        reason: `bulk copy sent ${(sample.transferredBytes / MiB).toFixed(0)} MiB at ${mibps(link)} (cap ${mibps(this.ctx.maxBandwidthBytesPerSec)}): the switchover is planned with this rate, not the hypervisor's per-iteration estimate`,
+        values: { linkMiBps: Math.round(link / MiB) },
+        tune: { switchoverBandwidthBytesPerSec: link },
+      });
+    }
+    this.dirtySetBytes = Math.max(this.dirtySetBytes, sample.remainingBytes);
+    this.pressureStreak = sample.dirtyRateBytesPerSec > link ? this.pressureStreak + 1 : 0;
+    if (sample.remainingBytes < this.best.remaining * STALL_PROGRESS) this.best = { remaining: sample.remainingBytes, round: sample.round, ms: t };
+
+    const expectedMs = link > 0 ? (sample.remainingBytes / link) * 1000 : Number.POSITIVE_INFINITY;
+    const converging = expectedMs <= this.state.switchoverTargetMs;
+    const settled = sample.round >= this.lastStep.round + HOLD_ROUNDS && t >= this.lastStep.ms + HOLD_MS;
+    const stalled = sample.round >= this.best.round + HOLD_ROUNDS && t >= this.best.ms + HOLD_MS;
+    const pressure = this.pressureStreak >= PRESSURE_SAMPLES;
+    const figures = `${(sample.remainingBytes / MiB).toFixed(1)} MiB left at round ${sample.round} needs ~${Math.round(expectedMs)} ms at ${mibps(link)}, target ${this.state.switchoverTargetMs} ms; dirty ${mibps(sample.dirtyRateBytesPerSec)}`;
+
+    const xbzrle = this.judgeXbzrle(sample);
+    if (xbzrle) out.push(xbzrle);
+    if (converging || !settled) return this.stepped(out, sample);
+
+    const throttleExhausted = this.plan.dirtyLimit ? (this.state.dirtyLimitMBps ?? Infinity) <= 1 : this.state.throttlePct >= this.config.throttleMaxPct;
+    if (pressure && !throttleExhausted) {
+      out.push(this.plan.dirtyLimit ? this.lowerDirtyLimit(link, figures) : this.raiseThrottle(figures));
+      return this.stepped(out, sample);
+    }
+    if (stalled && (throttleExhausted || !pressure) && this.state.switchoverTargetMs < this.ctx.switchoverCeilingMs) {
+      const next = Math.min(this.ctx.switchoverCeilingMs, Math.round(this.state.switchoverTargetMs * this.config.switchoverStepFactor));
+      out.push({
+        action: 'raise-switchover-target',
+        reason: `no progress for ${sample.round - this.best.round} rounds (${figures}${throttleExhausted ? `, throttle at its ${this.config.throttleMaxPct}% ceiling` : ', dirty rate below the link'}): target ${this.state.switchoverTargetMs} → ${next} ms (ceiling ${this.ctx.switchoverCeilingMs} ms)`,
+        values: { switchoverTargetMs: next },
+        tune: { downtimeLimitMs: next },
+      });
+      this.state.switchoverTargetMs = next;
+      return this.stepped(out, sample);
+    }
+    if (stalled && this.state.postcopy === 'armed' && this.state.switchoverTargetMs >= this.ctx.switchoverCeilingMs && (throttleExhausted || !pressure)) {
+      this.state.postcopy = 'started';
+      out.push({
+        action: 'start-postcopy',
+        reason: `still no progress with throttle and target exhausted (${figures}): switching to post-copy, the destination runs now and fetches what is missing`,
+        postcopy: true,
+      });
+      return this.stepped(out, sample);
+    }
+    return out;
+  }
+
+  private link(throughput: number): number {
+    return this.state.linkBytesPerSec ?? throughput;
+  }
+
+  private stepped(out: ConvergenceDecision[], sample: MigrationProgress): ConvergenceDecision[] {
+    if (out.some((d) => d.action !== 'measure-link')) {
+      this.lastStep = { round: sample.round, ms: sample.totalTimeMs };
+      // A step is progress in itself: the stall clock starts again under the new setting.
+      this.best = { remaining: sample.remainingBytes, round: sample.round, ms: sample.totalTimeMs };
+      this.pressureStreak = 0;
+    }
+    return out;
+  }
+
+  private raiseThrottle(figures: string): ConvergenceDecision {
+    const next = Math.min(this.config.throttleMaxPct, this.state.throttlePct + this.config.throttleStepPct);
+    const first = this.state.throttlePct === 0;
+    this.state.throttlePct = next;
+    return {
+      action: first ? 'enable-throttle' : 'raise-throttle',
+      reason: `dirty rate stayed above the link for ${this.pressureStreak} samples (${figures}): vCPU throttle ${first ? 'on at' : 'raised to'} ${next}%${first && this.ctx.accelerator !== 'kvm' ? ` (no dirty limit under ${this.ctx.accelerator})` : ''}`,
+      values: { throttlePct: next },
+      // The level QEMU starts at, the one it may climb to, and a step that gets there from wherever it is.
+      tune: { throttle: { initialPct: next, incrementPct: Math.max(DORMANT_THROTTLE_PCT, next), maxPct: next, triggerThresholdPct: 100 } },
+    };
+  }
+
+  private lowerDirtyLimit(link: number, figures: string): ConvergenceDecision {
+    // Start at half the link shared by the vCPUs, halve on each step.
+    const current = this.state.dirtyLimitMBps;
+    const next = Math.max(1, Math.floor(current === undefined ? link / 2 / MiB / this.ctx.vcpus : current / 2));
+    this.state.dirtyLimitMBps = next;
+    return {
+      action: current === undefined ? 'enable-dirty-limit' : 'lower-dirty-limit',
+      reason: `dirty rate stayed above the link for ${this.pressureStreak} samples (${figures}): each vCPU may dirty at most ${next} MiB/s`,
+      values: { dirtyLimitMBps: next },
+      tune: { dirtyLimitMBps: next },
+    };
+  }
+
+  private judgeXbzrle(sample: MigrationProgress): ConvergenceDecision | undefined {
+    const x = sample.xbzrle;
+    if (this.state.xbzrle !== 'probing' || !x || x.pages < XBZRLE_JUDGE_PAGES) return undefined;
+    const overflowShare = x.overflow / Math.max(1, x.pages + x.overflow);
+    const stats = `${x.pages} re-sent pages encoded ${x.encodingRate.toFixed(1)}:1, ${(overflowShare * 100).toFixed(0)}% overflowing, ${(x.cacheMissRate * 100).toFixed(0)}% cache misses`;
+    if (x.encodingRate >= XBZRLE_GOOD_RATE && overflowShare <= 0.25) {
+      this.state.xbzrle = 'kept';
+      // Room for what keeps being dirtied, so every re-sent page finds its old copy.
+      const wanted = Math.min(this.ctx.memoryBytes / 2, Math.max(this.plan.xbzrleProbeBytes, this.dirtySetBytes * 1.25));
+      const cacheBytes = 2 ** Math.ceil(Math.log2(wanted));
+      const bounded = cacheBytes > this.ctx.memoryBytes / 2 ? 2 ** Math.floor(Math.log2(wanted)) : cacheBytes;
+      return {
+        action: 'keep-xbzrle',
+        reason: `re-sent pages compress well (${stats}): cache ${(x.cacheBytes / MiB).toFixed(0)} → ${(bounded / MiB).toFixed(0)} MiB for a dirty set of ${(this.dirtySetBytes / MiB).toFixed(0)} MiB`,
+        values: { xbzrleCacheBytes: bounded, encodingRate: Number(x.encodingRate.toFixed(2)) },
+        tune: { xbzrle: { cacheBytes: bounded } },
+      };
+    }
+    if (x.encodingRate < XBZRLE_POOR_RATE || overflowShare >= 0.5) {
+      this.state.xbzrle = 'dropped';
+      return {
+        action: 'drop-xbzrle',
+        reason: `re-sent pages do not compress (${stats}): cache shrunk to ${XBZRLE_SMALLEST} bytes, pages go raw`,
+        values: { xbzrleCacheBytes: XBZRLE_SMALLEST, encodingRate: Number(x.encodingRate.toFixed(2)) },
+        tune: { xbzrle: { cacheBytes: XBZRLE_SMALLEST } },
+      };
+    }
+    return undefined;
+  }
+}
