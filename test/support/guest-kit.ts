@@ -30,6 +30,8 @@ export interface GuestKitCmdlineOptions {
   workingSetMiB?: number;
   /** Bursty dirtier: dirty for onMs at dirtyMBps, rest offMs, again. */
   burst?: { onMs: number; offMs: number };
+  /** The dirtier rewrites each page whole (motus.scribble): re-sent pages do not delta-compress. */
+  wholePages?: boolean;
   /** Heartbeat period, ms (200 by default); 10 makes the guest-observed pause measurable to ~10 ms. */
   heartbeatMs?: number;
   /** More `motus.<name>=<args>` parameters, for workloads this helper has no option for yet. */
@@ -90,7 +92,9 @@ export function guestKit(): GuestKit {
       if (rate !== 0) {
         positiveInteger('dirtyMBps', rate);
         const burst = opts.burst ? `:${positiveInteger('burst.onMs', opts.burst.onMs)}:${positiveInteger('burst.offMs', opts.burst.offMs)}` : '';
-        parts.push(`motus.dirty=${rate}:${positiveInteger('workingSetMiB', opts.workingSetMiB ?? DEFAULT_WORKING_SET_MIB)}${burst}`);
+        const ws = positiveInteger('workingSetMiB', opts.workingSetMiB ?? DEFAULT_WORKING_SET_MIB);
+        if (opts.wholePages && opts.burst) throw new Error('guest kit: wholePages and burst do not combine (motus.scribble has no burst)');
+        parts.push(opts.wholePages ? `motus.scribble=${rate}:${ws}` : `motus.dirty=${rate}:${ws}${burst}`);
       }
       if (opts.heartbeatMs !== undefined) parts.push(`motus.hb=${positiveInteger('heartbeatMs', opts.heartbeatMs)}`);
       for (const param of opts.extra ?? []) {
@@ -112,7 +116,7 @@ export interface GuestSerial {
   /** Boot ids of every MOTUS-READY line, in order (more than one means the guest rebooted). */
   ready: string[];
   heartbeats: Heartbeat[];
-  dirtier: Array<{ rateMBps: number; workingSetMiB: number; burst?: { onMs: number; offMs: number } }>;
+  dirtier: Array<{ rateMBps: number; workingSetMiB: number; burst?: { onMs: number; offMs: number }; wholePages?: true }>;
   /** The text after `MOTUS-ERROR ` of every error line the guest printed. */
   errors: string[];
 }
@@ -123,7 +127,7 @@ const UUID = '[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}';
 // rather than read as a smaller number.
 const READY = new RegExp(`MOTUS-READY boot=(${UUID})\\s*$`);
 const HEARTBEAT = new RegExp(`MOTUS-HB seq=(\\d+) uptime=(\\d+(?:\\.\\d+)?) boot=(${UUID})\\s*$`);
-const DIRTIER = /MOTUS-DIRTIER rate=(\d+) ws=(\d+)(?: burst=(\d+)\/(\d+))?\s*$/;
+const DIRTIER = /MOTUS-DIRTIER rate=(\d+) ws=(\d+)(?: burst=(\d+)\/(\d+))?( whole)?\s*$/;
 const ERROR = /MOTUS-ERROR (\S.*?)\s*$/;
 
 /**
@@ -141,7 +145,12 @@ export function parseGuestSerial(serialText: string): GuestSerial {
     if ((m = HEARTBEAT.exec(line))) out.heartbeats.push({ seq: Number(m[1]), uptime: Number(m[2]), boot: m[3]! });
     else if ((m = READY.exec(line))) out.ready.push(m[1]!);
     else if ((m = DIRTIER.exec(line))) {
-      out.dirtier.push({ rateMBps: Number(m[1]), workingSetMiB: Number(m[2]), ...(m[3] ? { burst: { onMs: Number(m[3]), offMs: Number(m[4]) } } : {}) });
+      out.dirtier.push({
+        rateMBps: Number(m[1]),
+        workingSetMiB: Number(m[2]),
+        ...(m[3] ? { burst: { onMs: Number(m[3]), offMs: Number(m[4]) } } : {}),
+        ...(m[5] ? { wholePages: true } : {}),
+      });
     }
     else if ((m = ERROR.exec(line))) out.errors.push(m[1]!);
   }

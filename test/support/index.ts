@@ -4,3 +4,4 @@ export * from './site.js';
 export * from './random.js';
 export * from './disk-writer-guest.js';
 export * from './prometheus-text.js';
+export * from './heartbeat-clock.js';

@@ -4,6 +4,10 @@
  *
  * Usage: motus-dirtier <rate MiB/s> <working set MiB> [<on ms> <off ms>]
  *
+ * With -w first, it rewrites each page whole with fresh pseudo-random bytes instead
+ * of one word (a page cache refill, a compaction): re-sent pages then do not
+ * delta-compress, which is what makes xbzrle useless.
+ *
  * With <on ms> <off ms> it is bursty: it dirties at the rate for <on ms>, then
  * rests for <off ms>, and again (a batch job, a cache flush); without, steadily.
  *
@@ -90,6 +94,12 @@ static long long now_ns(void)
 int main(int argc, char **argv)
 {
     unsigned long rate_mib, ws_mib, on_ms = 0, off_ms = 0;
+    int whole = 0;
+    if (argc > 1 && strcmp(argv[1], "-w") == 0) {
+        whole = 1;
+        argv++;
+        argc--;
+    }
     if ((argc != 3 && argc != 5) || parse_mib(argv[1], &rate_mib) != 0 || parse_mib(argv[2], &ws_mib) != 0 ||
         (argc == 5 && (parse_mib(argv[3], &on_ms) != 0 || parse_mib(argv[4], &off_ms) != 0))) {
         say("MOTUS-ERROR workload=dirty reason=usage:motus-dirtier_<rate_MiB/s>_<working_set_MiB>_[<on_ms>_<off_ms>](all>0)\n");
@@ -122,9 +132,9 @@ int main(int argc, char **argv)
         ((uint64_t *)ws)[i] = next_random(&seed);
 
     if (on_ms != 0)
-        say("MOTUS-DIRTIER rate=%lu ws=%lu burst=%lu/%lu\n", rate_mib, ws_mib, on_ms, off_ms);
+        say("MOTUS-DIRTIER rate=%lu ws=%lu burst=%lu/%lu%s\n", rate_mib, ws_mib, on_ms, off_ms, whole ? " whole" : "");
     else
-        say("MOTUS-DIRTIER rate=%lu ws=%lu\n", rate_mib, ws_mib);
+        say("MOTUS-DIRTIER rate=%lu ws=%lu%s\n", rate_mib, ws_mib, whole ? " whole" : "");
     const long long cycle_ns = (long long)(on_ms + off_ms) * 1000000LL;
 
     const unsigned long long pages = bytes / PAGE;
@@ -160,9 +170,15 @@ int main(int argc, char **argv)
             deadline = now;
 
         for (unsigned long long i = 0; i < todo; i++) {
-            /* A different word each pass, so every pass changes the page's bytes. */
-            volatile uint64_t *word = (volatile uint64_t *)(ws + page * PAGE) + (pass % (PAGE / sizeof(uint64_t)));
-            *word = next_random(&seed);
+            if (whole) {
+                volatile uint64_t *words = (volatile uint64_t *)(ws + page * PAGE);
+                for (size_t w = 0; w < PAGE / sizeof(uint64_t); w++)
+                    words[w] = next_random(&seed);
+            } else {
+                /* A different word each pass, so every pass changes the page's bytes. */
+                volatile uint64_t *word = (volatile uint64_t *)(ws + page * PAGE) + (pass % (PAGE / sizeof(uint64_t)));
+                *word = next_random(&seed);
+            }
             if (++page == pages) {
                 page = 0;
                 pass++;

@@ -10,6 +10,9 @@ import {
   toMigrationStatus,
   toRunState,
   tuningToQmp,
+  liveTuningToQmp,
+  migrationFeatures,
+  xbzrleCacheSize,
 } from '@motus/hv-qemu';
 import plugin from '@motus/hv-qemu';
 import { API_VERSION, HypervisorDriverToken, isPluginDefinition } from '@motus/sdk';
@@ -76,6 +79,58 @@ describe('hv-qemu domain mappings', () => {
     // Without a bandwidth the driver sets none: the caller (the core) owns that choice.
     expect(tuningToQmp({})).to.deep.equal({ capabilities: {}, parameters: {} });
     expect(tuningToQmp()).to.deep.equal({ capabilities: {}, parameters: {} });
+  });
+
+  it('maps the typed convergence knobs to QEMU capabilities and parameters', () => {
+    expect(
+      tuningToQmp({
+        switchoverBandwidthBytesPerSec: 3e8,
+        throttle: { initialPct: 0, incrementPct: 120, maxPct: 40, triggerThresholdPct: 150 },
+        xbzrle: { cacheBytes: 100 * 1024 * 1024 },
+        multifd: { channels: 4 },
+        postcopy: true,
+        dirtyLimitMBps: 12.4,
+      }),
+    ).to.deep.equal({
+      capabilities: { 'auto-converge': true, xbzrle: true, multifd: true, 'postcopy-ram': true },
+      parameters: {
+        'avail-switchover-bandwidth': 300_000_000,
+        // QEMU takes 1..99 for the throttle levels and 1..100 for the threshold: clamped rather than refused.
+        'cpu-throttle-initial': 1,
+        'cpu-throttle-increment': 99,
+        'max-cpu-throttle': 40,
+        'throttle-trigger-threshold': 100,
+        // A power of two of at least a page, as QEMU demands.
+        'xbzrle-cache-size': 64 * 1024 * 1024,
+        'multifd-channels': 4,
+      },
+      dirtyLimitMBps: 12,
+    });
+    expect(xbzrleCacheSize(5000)).to.equal(4096);
+    expect(xbzrleCacheSize(100)).to.equal(4096);
+    expect(xbzrleCacheSize(128 * 1024 * 1024)).to.equal(128 * 1024 * 1024);
+    // A running migration takes parameters only: QEMU refuses migrate-set-capabilities then.
+    expect(liveTuningToQmp({ throttle: { initialPct: 20, incrementPct: 20, maxPct: 20 }, xbzrle: { cacheBytes: 4096 } })).to.deep.equal({
+      capabilities: {},
+      parameters: { 'cpu-throttle-initial': 20, 'cpu-throttle-increment': 20, 'max-cpu-throttle': 20, 'xbzrle-cache-size': 4096 },
+    });
+  });
+
+  it('reads the throttle level and xbzrle statistics of query-migrate', () => {
+    const progress = toMigrationProgress({
+      status: 'active',
+      'cpu-throttle-percentage': 40,
+      'xbzrle-cache': { 'cache-size': 33554432, bytes: 1000, pages: 8192, 'cache-miss': 100, 'cache-miss-rate': 0.85, 'encoding-rate': 85.7, overflow: 1 },
+      ram: { total: 1, transferred: 1, remaining: 0 },
+    });
+    expect(progress.cpuThrottlePct).to.equal(40);
+    expect(progress.xbzrle).to.deep.equal({ cacheBytes: 33554432, pages: 8192, encodingRate: 85.7, cacheMissRate: 0.85, overflow: 1 });
+  });
+
+  it('offers dirty-limit under no accelerator Motus launches, saying why', () => {
+    expect(migrationFeatures('tcg').available).to.not.include('dirty-limit');
+    expect(migrationFeatures('tcg').unavailable['dirty-limit']).to.match(/tcg accelerator has no dirty ring/);
+    expect(migrationFeatures('kvm').unavailable['dirty-limit']).to.match(/without a KVM dirty ring/);
   });
 
   it('builds tcp URIs, bracketing IPv6', () => {

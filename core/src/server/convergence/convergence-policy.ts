@@ -12,8 +12,29 @@ export const HOLD_ROUNDS = 2;
 export const HOLD_MS = 1_000;
 /** "The dirty rate stays above the link rate": at least this many samples in a row, after the bulk copy. */
 export const PRESSURE_SAMPLES = 3;
-/** A remaining size that has not fallen by 10% for HOLD_ROUNDS and HOLD_MS is a stall. */
+/**
+ * …where "above" means above this share of the measured link rate. A round sends
+ * the dirty set S in S/L and the guest dirties D·S/L meanwhile, so each round
+ * shrinks S by the ratio D/L: at 0.5 it halves per round, above it the target is
+ * many rounds away, and near 1 the recorded series swing either side of the link
+ * from sample to sample (QEMU's own auto-converge trigger is the same 50%).
+ */
+export const PRESSURE_RATIO = 0.5;
+/** Busy samples (about 2 s at the agent's 250 ms) the link rate is the best of. */
+export const LINK_WINDOW = 8;
+/** A dirty set (remaining bytes as a round starts) that has not fallen by 10% for HOLD_ROUNDS and HOLD_MS is a stall. */
 export const STALL_PROGRESS = 0.9;
+/** QEMU's throttle runs each vCPU for 10 ms, then sleeps it for pct / (100 - pct) of that. */
+export const THROTTLE_TIMESLICE_MS = 10;
+
+/**
+ * The highest throttle whose sleeps are no longer than the switchover target: a
+ * vCPU stopped for longer at every timeslice would be a worse pause than the one
+ * the throttle tries to avoid (at 99% the vCPU sleeps 990 ms per 10 ms of run).
+ */
+export function throttleCeilingPct(switchoverTargetMs: number, configuredMaxPct: number): number {
+  return Math.min(configuredMaxPct, Math.floor((100 * switchoverTargetMs) / (switchoverTargetMs + THROTTLE_TIMESLICE_MS)));
+}
 /** xbzrle is judged once this many pages went delta-encoded (1 MiB of pages)… */
 export const XBZRLE_JUDGE_PAGES = 256;
 /** …and kept when they shrink at least 2:1 with at most a quarter overflowing, dropped below 1.5:1 or from half overflowing. */
@@ -47,9 +68,11 @@ export interface ConvergenceState {
  *   1. xbzrle kept and its cache grown when re-sent pages compress well (costs the
  *      guest nothing), dropped when they do not;
  *   2. while the dirty rate stays above the link rate: a per-vCPU dirty limit where
- *      the accelerator has one, else the vCPU throttle raised step by step;
- *   3. when the copy stalls with the throttle exhausted (or without pressure): the
- *      switchover target raised by bounded steps up to its ceiling;
+ *      the accelerator has one, else the vCPU throttle raised step by step, never
+ *      past the level whose sleeps outlast the switchover target;
+ *   3. when the copy stalls with the throttle at that level (or without pressure):
+ *      the switchover target raised by bounded steps up to its ceiling (which lets
+ *      the throttle go one level further);
  *   4. at the ceiling and still stalled: post-copy, when armed;
  *   and at the time limit, whatever the state: abort (the orchestrator rolls back).
  */
@@ -62,6 +85,13 @@ export class ConvergencePolicy {
   private linkAnnounced = false;
   /** Largest remaining seen after the bulk copy: the size of what keeps being dirtied. */
   private dirtySetBytes = 0;
+  /**
+   * Remaining bytes at the start of the last rounds (highest seen in each). Within a
+   * round the remaining falls towards zero and jumps back at the next dirty sync, so
+   * what QEMU must fit into the switchover is the size a round starts with.
+   */
+  private readonly roundSizes: Array<{ round: number; bytes: number }> = [];
+  private readonly busyRates: number[] = [];
 
   constructor(
     private readonly config: ConvergenceConfig,
@@ -81,13 +111,19 @@ export class ConvergencePolicy {
   /** The steps one sample calls for (usually none). */
   next(sample: MigrationProgress): ConvergenceDecision[] {
     const throughput = this.rate.event(sample).throughputBytesPerSec;
-    if (sample.status !== 'active' || this.state.aborted) return [];
+    // After the switch to post-copy nothing is left to steer, and a rollback is no longer possible.
+    if (sample.status !== 'active' || this.state.aborted || this.state.postcopy === 'started') return [];
     const out: ConvergenceDecision[] = [];
     const t = sample.totalTimeMs;
     this.state.throttleReachedPct = Math.max(this.state.throttleReachedPct, sample.cpuThrottlePct ?? 0);
-    // The sender is busy while more than a quarter second's worth is left: its rate is the link's.
-    if (throughput > 0 && sample.remainingBytes > throughput / 4) {
-      this.state.linkBytesPerSec = this.state.linkBytesPerSec === undefined ? throughput : 0.7 * this.state.linkBytesPerSec + 0.3 * throughput;
+    // The sender is busy while more than a quarter second's worth is left: its rate is the link's. Not in
+    // round 1: the bulk copy skips zero pages for a few bytes each, so its bytes per second understate the link.
+    // The link is the best of the last LINK_WINDOW busy samples: the recorded series dip far below the cap
+    // for a sample or two (dirty syncs, a starved sender thread) and come back; a dip is not the link.
+    if (sample.round >= 2 && throughput > 0 && sample.remainingBytes > throughput / 4) {
+      this.busyRates.push(throughput);
+      if (this.busyRates.length > LINK_WINDOW) this.busyRates.shift();
+      this.state.linkBytesPerSec = Math.max(...this.busyRates);
     }
     if (t >= this.ctx.timeLimitMs) {
       this.state.aborted = true;
@@ -103,40 +139,41 @@ export class ConvergencePolicy {
     // Round 1 is the bulk copy of all memory: nothing is re-sent yet, no rate is dirty.
     if (sample.round < 2) return out;
     const link = this.link(throughput);
-    if (!this.linkAnnounced && this.state.linkBytesPerSec !== undefined) {
+    if (!this.linkAnnounced && this.state.linkBytesPerSec !== undefined && sample.round >= 3) {
       this.linkAnnounced = true;
       out.push({
         action: 'measure-link',
-        reason: `bulk copy sent ${(sample.transferredBytes / MiB).toFixed(0)} MiB at ${mibps(link)} (cap ${mibps(this.ctx.maxBandwidthBytesPerSec)}): the switchover is planned with this rate, not the hypervisor's per-iteration estimate`,
+        reason: `re-sent pages go at ${mibps(link)} (cap ${mibps(this.ctx.maxBandwidthBytesPerSec)}): the dirty rate is weighed against this measured rate`,
         values: { linkMiBps: Math.round(link / MiB) },
-        tune: { switchoverBandwidthBytesPerSec: link },
       });
     }
     this.dirtySetBytes = Math.max(this.dirtySetBytes, sample.remainingBytes);
-    this.pressureStreak = sample.dirtyRateBytesPerSec > link ? this.pressureStreak + 1 : 0;
-    if (sample.remainingBytes < this.best.remaining * STALL_PROGRESS) this.best = { remaining: sample.remainingBytes, round: sample.round, ms: t };
+    this.pressureStreak = sample.dirtyRateBytesPerSec > link * PRESSURE_RATIO ? this.pressureStreak + 1 : 0;
+    const size = this.roundSize(sample);
+    if (size < this.best.remaining * STALL_PROGRESS) this.best = { remaining: size, round: sample.round, ms: t };
 
-    const expectedMs = link > 0 ? (sample.remainingBytes / link) * 1000 : Number.POSITIVE_INFINITY;
+    const expectedMs = link > 0 ? (size / link) * 1000 : Number.POSITIVE_INFINITY;
     const converging = expectedMs <= this.state.switchoverTargetMs;
     const settled = sample.round >= this.lastStep.round + HOLD_ROUNDS && t >= this.lastStep.ms + HOLD_MS;
     const stalled = sample.round >= this.best.round + HOLD_ROUNDS && t >= this.best.ms + HOLD_MS;
     const pressure = this.pressureStreak >= PRESSURE_SAMPLES;
-    const figures = `${(sample.remainingBytes / MiB).toFixed(1)} MiB left at round ${sample.round} needs ~${Math.round(expectedMs)} ms at ${mibps(link)}, target ${this.state.switchoverTargetMs} ms; dirty ${mibps(sample.dirtyRateBytesPerSec)}`;
+    const figures = `rounds start with ${(size / MiB).toFixed(1)} MiB (round ${sample.round}), ~${Math.round(expectedMs)} ms at ${mibps(link)}, target ${this.state.switchoverTargetMs} ms; dirty ${mibps(sample.dirtyRateBytesPerSec)}`;
 
     const xbzrle = this.judgeXbzrle(sample);
     if (xbzrle) out.push(xbzrle);
     if (converging || !settled) return this.stepped(out, sample);
 
-    const throttleExhausted = this.plan.dirtyLimit ? (this.state.dirtyLimitMBps ?? Infinity) <= 1 : this.state.throttlePct >= this.config.throttleMaxPct;
+    const ceiling = throttleCeilingPct(this.state.switchoverTargetMs, this.config.throttleMaxPct);
+    const throttleExhausted = this.plan.dirtyLimit ? (this.state.dirtyLimitMBps ?? Infinity) <= 1 : this.state.throttlePct >= ceiling;
     if (pressure && !throttleExhausted) {
-      out.push(this.plan.dirtyLimit ? this.lowerDirtyLimit(link, figures) : this.raiseThrottle(figures));
+      out.push(this.plan.dirtyLimit ? this.lowerDirtyLimit(link, figures) : this.raiseThrottle(figures, ceiling));
       return this.stepped(out, sample);
     }
     if (stalled && (throttleExhausted || !pressure) && this.state.switchoverTargetMs < this.ctx.switchoverCeilingMs) {
       const next = Math.min(this.ctx.switchoverCeilingMs, Math.round(this.state.switchoverTargetMs * this.config.switchoverStepFactor));
       out.push({
         action: 'raise-switchover-target',
-        reason: `no progress for ${sample.round - this.best.round} rounds (${figures}${throttleExhausted ? `, throttle at its ${this.config.throttleMaxPct}% ceiling` : ', dirty rate below the link'}): target ${this.state.switchoverTargetMs} → ${next} ms (ceiling ${this.ctx.switchoverCeilingMs} ms)`,
+        reason: `no progress for ${sample.round - this.best.round} rounds (${figures}${throttleExhausted ? `, throttle at its ${ceiling}% ceiling for this target` : ', dirty rate below half the link'}): target ${this.state.switchoverTargetMs} → ${next} ms (ceiling ${this.ctx.switchoverCeilingMs} ms)`,
         values: { switchoverTargetMs: next },
         tune: { downtimeLimitMs: next },
       });
@@ -155,6 +192,15 @@ export class ConvergencePolicy {
     return out;
   }
 
+  /** The largest remaining seen in this round and the one before: what a round starts with. */
+  private roundSize(sample: MigrationProgress): number {
+    const last = this.roundSizes.at(-1);
+    if (last?.round === sample.round) last.bytes = Math.max(last.bytes, sample.remainingBytes);
+    else this.roundSizes.push({ round: sample.round, bytes: sample.remainingBytes });
+    if (this.roundSizes.length > 2) this.roundSizes.shift();
+    return Math.max(...this.roundSizes.map((r) => r.bytes));
+  }
+
   private link(throughput: number): number {
     return this.state.linkBytesPerSec ?? throughput;
   }
@@ -169,16 +215,18 @@ export class ConvergencePolicy {
     return out;
   }
 
-  private raiseThrottle(figures: string): ConvergenceDecision {
-    const next = Math.min(this.config.throttleMaxPct, this.state.throttlePct + this.config.throttleStepPct);
+  private raiseThrottle(figures: string, ceiling: number): ConvergenceDecision {
+    const next = Math.min(ceiling, this.state.throttlePct + this.config.throttleStepPct);
     const first = this.state.throttlePct === 0;
     this.state.throttlePct = next;
     return {
       action: first ? 'enable-throttle' : 'raise-throttle',
-      reason: `dirty rate stayed above the link for ${this.pressureStreak} samples (${figures}): vCPU throttle ${first ? 'on at' : 'raised to'} ${next}%${first && this.ctx.accelerator !== 'kvm' ? ` (no dirty limit under ${this.ctx.accelerator})` : ''}`,
+      reason: `dirty rate stayed above half the link for ${this.pressureStreak} samples (${figures}): vCPU throttle ${first ? 'on at' : 'raised to'} ${next}% (ceiling ${ceiling}% for a ${this.state.switchoverTargetMs} ms target)${first && !this.plan.dirtyLimit ? ` (no dirty limit under ${this.ctx.accelerator})` : ''}`,
       values: { throttlePct: next },
       // The level QEMU starts at, the one it may climb to, and a step that gets there from wherever it is.
-      tune: { throttle: { initialPct: next, incrementPct: Math.max(DORMANT_THROTTLE_PCT, next), maxPct: next, triggerThresholdPct: 100 } },
+      // QEMU moves the throttle only when its own trigger fires (dirtied > threshold × sent, two syncs in a
+      // row): the same 50% as the policy's pressure test, so the level follows the policy's decision.
+      tune: { throttle: { initialPct: next, incrementPct: Math.max(DORMANT_THROTTLE_PCT, next), maxPct: next, triggerThresholdPct: PRESSURE_RATIO * 100 } },
     };
   }
 
@@ -189,7 +237,7 @@ export class ConvergencePolicy {
     this.state.dirtyLimitMBps = next;
     return {
       action: current === undefined ? 'enable-dirty-limit' : 'lower-dirty-limit',
-      reason: `dirty rate stayed above the link for ${this.pressureStreak} samples (${figures}): each vCPU may dirty at most ${next} MiB/s`,
+      reason: `dirty rate stayed above half the link for ${this.pressureStreak} samples (${figures}): each vCPU may dirty at most ${next} MiB/s`,
       values: { dirtyLimitMBps: next },
       tune: { dirtyLimitMBps: next },
     };
@@ -198,8 +246,11 @@ export class ConvergencePolicy {
   private judgeXbzrle(sample: MigrationProgress): ConvergenceDecision | undefined {
     const x = sample.xbzrle;
     if (this.state.xbzrle !== 'probing' || !x || x.pages < XBZRLE_JUDGE_PAGES) return undefined;
-    const overflowShare = x.overflow / Math.max(1, x.pages + x.overflow);
-    const stats = `${x.pages} re-sent pages encoded ${x.encodingRate.toFixed(1)}:1, ${(overflowShare * 100).toFixed(0)}% overflowing, ${(x.cacheMissRate * 100).toFixed(0)}% cache misses`;
+    // QEMU counts an overflowing page among its xbzrle pages, and computes the encoding rate at a dirty
+    // sync (0 until then, and 0 when every page overflowed).
+    const overflowShare = Math.min(1, x.overflow / x.pages);
+    if (x.encodingRate <= 0 && overflowShare < 0.5) return undefined;
+    const stats = `${x.pages} re-sent pages, encoded ${x.encodingRate.toFixed(1)}:1, ${(overflowShare * 100).toFixed(0)}% overflowing, ${(x.cacheMissRate * 100).toFixed(0)}% cache misses`;
     if (x.encodingRate >= XBZRLE_GOOD_RATE && overflowShare <= 0.25) {
       this.state.xbzrle = 'kept';
       // Room for what keeps being dirtied, so every re-sent page finds its old copy.
@@ -208,12 +259,12 @@ export class ConvergencePolicy {
       const bounded = cacheBytes > this.ctx.memoryBytes / 2 ? 2 ** Math.floor(Math.log2(wanted)) : cacheBytes;
       return {
         action: 'keep-xbzrle',
-        reason: `re-sent pages compress well (${stats}): cache ${(x.cacheBytes / MiB).toFixed(0)} → ${(bounded / MiB).toFixed(0)} MiB for a dirty set of ${(this.dirtySetBytes / MiB).toFixed(0)} MiB`,
+        reason: `re-sent pages compress well (${stats}): cache ${(this.plan.xbzrleProbeBytes / MiB).toFixed(0)} → ${(bounded / MiB).toFixed(0)} MiB for a dirty set of ${(this.dirtySetBytes / MiB).toFixed(0)} MiB`,
         values: { xbzrleCacheBytes: bounded, encodingRate: Number(x.encodingRate.toFixed(2)) },
         tune: { xbzrle: { cacheBytes: bounded } },
       };
     }
-    if (x.encodingRate < XBZRLE_POOR_RATE || overflowShare >= 0.5) {
+    if (overflowShare >= 0.5 || x.encodingRate < XBZRLE_POOR_RATE) {
       this.state.xbzrle = 'dropped';
       return {
         action: 'drop-xbzrle',
