@@ -172,4 +172,33 @@ describe('guest kit (TCG)', function () {
       expect(beats.at(-1)!.uptime).to.be.greaterThan(beats[0]!.uptime);
     });
   });
+
+  describe('with a bursty dirtier, a whole-page scribbler and a 20 ms heartbeat', function () {
+    let guest: TcgGuest;
+
+    before(async function () {
+      const append = guestKit().cmdline({ dirtyMBps: 64, workingSetMiB: 16, burst: { onMs: 200, offMs: 300 }, heartbeatMs: 20, extra: ['motus.scribble=8:8'] });
+      expect(append).to.match(/ motus\.dirty=64:16:200:300 motus\.hb=20 motus\.scribble=8:8$/);
+      expect(guestKit().cmdline({ dirtyMBps: 8, workingSetMiB: 8, wholePages: true })).to.match(/ motus\.scribble=8:8$/);
+      ({ guest } = await bootGuest('bursty', append));
+    });
+
+    after(async function () {
+      await guest?.stop();
+    });
+
+    it('starts both dirtiers as asked and beats every 20 ms', async function () {
+      const dirtiers = await guest.until('two MOTUS-DIRTIER lines', (serial) => (serial.dirtier.length >= 2 ? serial.dirtier : undefined));
+      expect(dirtiers).to.have.deep.members([
+        { rateMBps: 64, workingSetMiB: 16, burst: { onMs: 200, offMs: 300 } },
+        { rateMBps: 8, workingSetMiB: 8, wholePages: true },
+      ]);
+      const beats = await guest.until('50 heartbeats', (serial) => consecutive(serial, 50));
+      expect(heartbeatBreaks(beats)).to.deep.equal([]);
+      // 49 periods of 20 ms: well under the 200 ms default's 9.8 s, with room for a starved TCG vCPU.
+      const span = beats.at(-1)!.uptime - beats[0]!.uptime;
+      expect(span).to.be.within(0.5, 4);
+      expect(guest.serial().errors).to.deep.equal([]);
+    });
+  });
 });
