@@ -8,6 +8,7 @@ export * from './plugin.js';
 export * from './metrics.js';
 export * from './contracts/hypervisor.js';
 export * from './contracts/storage.js';
+export * from './contracts/storage-metrics.js';
 export * from './contracts/network.js';
 export * from './contracts/cpu.js';
 export * from './platform.js';

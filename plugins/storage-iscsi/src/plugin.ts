@@ -5,7 +5,7 @@
  * facts. On the server: a validate tap that refuses a destination which does
  * not see a VM's LUN — the same LUN, by NAA id, as the source sees.
  */
-import { API_VERSION, StorageProviderToken, definePlugin, type HostInfo, type MigrationHookContext, type PluginContext, type PluginDefinition, type Veto } from '@motus/sdk';
+import { API_VERSION, StorageMetrics, StorageProviderToken, definePlugin, type HostInfo, type MigrationHookContext, type PluginContext, type PluginDefinition, type Veto } from '@motus/sdk';
 import { IscsiPluginConfigSchema, type IscsiPluginConfig } from './config.js';
 import { locateDisk, type DiskLocation } from './disk-url.js';
 import { IscsiStorageProvider, type IscsiHostFacts } from './storage-provider.js';
@@ -15,7 +15,7 @@ export const PLUGIN_NAME = '@motus/storage-iscsi';
 export const PLUGIN_VERSION = '0.1.0';
 
 function setUpAgent(ctx: PluginContext<IscsiPluginConfig>): Promise<void> {
-  const provider = new IscsiStorageProvider({ host: ctx.host!, config: ctx.config, logger: ctx.logger, fence: fenceWriters });
+  const provider = new IscsiStorageProvider({ host: ctx.host!, config: ctx.config, logger: ctx.logger, fence: fenceWriters, metrics: new StorageMetrics(ctx.metrics, 'iscsi') });
   ctx.provide(StorageProviderToken, provider);
   ctx.reportFacts(() => provider.facts());
   ctx.onDispose(() => provider.close());

@@ -5,7 +5,7 @@
  * StorageProvider the kernel calls before a VM starts, at switchover and when
  * it stops.
  */
-import { MotusError, type DatastoreInfo, type DiskSpec, type Logger, type StorageProvider } from '@motus/sdk';
+import { MotusError, type DatastoreInfo, type DiskSpec, type Logger, type StorageMetrics, type StorageProvider } from '@motus/sdk';
 import type { Subscription } from 'rxjs';
 import type { IscsiDatastoreConfig, IscsiPluginConfig } from './config.js';
 import { locateDisk, type DiskLocation } from './disk-url.js';
@@ -92,6 +92,8 @@ export interface IscsiProviderOptions {
   logger: Logger;
   /** Ends this host's writers of a disk URL (writer-fence.ts); returns their pids. */
   fence(url: string): number[];
+  /** Where scans and lease checks are counted (the agent's /metrics). */
+  metrics?: StorageMetrics;
 }
 
 interface Lease extends IscsiLeaseFacts {}
@@ -304,11 +306,15 @@ export class IscsiStorageProvider implements StorageProvider {
         if (link.reclaiming || !link.session) continue;
         const epoch = link.epoch;
         let check;
+        const started = performance.now();
+        const seconds = () => (performance.now() - started) / 1000;
         try {
           check = await checkLease((await this.sessionOf(link)).lun(lease.lun), this.key);
+          this.options.metrics?.renewal(lease.datastore, seconds(), check.held);
           // A command re-issued on a new connection may see the target before the reclaim did.
           if (link.epoch !== epoch || link.reclaiming) continue;
         } catch (err) {
+          this.options.metrics?.renewal(lease.datastore, seconds(), false);
           // Unreachable is not lost: nobody can take the LUN without removing our key first.
           this.options.logger.warn('could not check a LUN lease', { vm: lease.vm, disk: lease.disk, error: (err as Error).message });
           continue;
@@ -409,6 +415,8 @@ export class IscsiStorageProvider implements StorageProvider {
   }
 
   private async scanOne(link: Link): Promise<void> {
+    const started = performance.now();
+    const scanned = (ok: boolean) => this.options.metrics?.operation(link.config.name, 'check', (performance.now() - started) / 1000, ok);
     try {
       const session = await this.sessionOf(link);
       const luns: IscsiLunFacts[] = [];
@@ -437,7 +445,9 @@ export class IscsiStorageProvider implements StorageProvider {
         name: link.config.name, portal: link.config.portal, target: link.config.target, accessible: true,
         capacityBytes, freeBytes: luns.filter((l) => l.keys.length === 0).reduce((s, l) => s + l.bytes, 0), luns, scannedAt: new Date().toISOString(),
       };
+      scanned(true);
     } catch (err) {
+      scanned(false);
       link.facts = { ...link.facts, accessible: false, error: (err as Error).message, scannedAt: new Date().toISOString() };
     }
   }

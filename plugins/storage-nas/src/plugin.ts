@@ -7,7 +7,7 @@
  * switchover (and back on rollback) without the settle wait.
  */
 import { randomBytes } from 'node:crypto';
-import { API_VERSION, StorageProviderToken, definePlugin, type MigrationHookContext, type PluginContext, type PluginDefinition, type Veto } from '@motus/sdk';
+import { API_VERSION, StorageMetrics, StorageProviderToken, definePlugin, type MigrationHookContext, type PluginContext, type PluginDefinition, type Veto } from '@motus/sdk';
 import { NasPluginConfigSchema, type NasPluginConfig } from './config.js';
 import { locateDisk, type DiskLocation } from './disk-location.js';
 import { NasStorageProvider, type HandoverOrder, type NasHostFacts } from './storage-provider.js';
@@ -24,7 +24,7 @@ function isOrder(value: unknown): value is HandoverOrder {
 }
 
 function setUpAgent(ctx: PluginContext<NasPluginConfig>): Promise<void> {
-  const provider = new NasStorageProvider({ host: ctx.host!, config: ctx.config, logger: ctx.logger, fence: (disk) => fenceWriters(disk) });
+  const provider = new NasStorageProvider({ host: ctx.host!, config: ctx.config, logger: ctx.logger, fence: (disk) => fenceWriters(disk), metrics: new StorageMetrics(ctx.metrics, 'nas') });
   ctx.provide(StorageProviderToken, provider);
   ctx.reportFacts(() => provider.facts());
   ctx.handle('handover', async (payload) => {

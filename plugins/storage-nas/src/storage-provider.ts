@@ -3,7 +3,7 @@
  * the NAS datastores (see vm-lock.ts), and the host's view of those datastores
  * for its facts.
  */
-import { MotusError, type DiskSpec, type Logger, type StorageProvider } from '@motus/sdk';
+import { MotusError, type DiskSpec, type Logger, type StorageMetrics, type StorageProvider } from '@motus/sdk';
 import type { NasDatastoreEntry, NasPluginConfig } from './config.js';
 import { NasDatastore, type NasDatastoreInfo } from './datastore.js';
 import { locateDisk, lockPathOf, type DiskLocation } from './disk-location.js';
@@ -68,6 +68,8 @@ export interface NasStorageProviderOptions {
   logger: Logger;
   /** Stops this host's writers of a disk whose lock was lost; the pids stopped. */
   fence(diskPath: string): number[];
+  /** Where datastore checks and lock refreshes are counted (the agent's /metrics). */
+  metrics?: StorageMetrics;
 }
 
 export class NasStorageProvider implements StorageProvider {
@@ -104,7 +106,14 @@ export class NasStorageProvider implements StorageProvider {
   }
 
   refresh(): Promise<void> {
-    this.refreshing ??= Promise.all([...this.stores.values()].map((s) => s.ds.info()))
+    this.refreshing ??= Promise.all(
+      [...this.stores.values()].map(async (s) => {
+        const started = performance.now();
+        const info = await s.ds.info();
+        this.options.metrics?.operation(s.entry.name, 'check', (performance.now() - started) / 1000, info.accessible);
+        return info;
+      }),
+    )
       .then((infos) => {
         this.infos = infos;
       })
@@ -225,6 +234,7 @@ export class NasStorageProvider implements StorageProvider {
         host,
         heartbeatMs: config.heartbeatMs,
         leaseMs: config.leaseMs,
+        onRefresh: (ok, seconds) => this.options.metrics?.renewal(datastore, seconds, ok),
         ...(config.settleMs === undefined ? {} : { settleMs: config.settleMs }),
       });
     }

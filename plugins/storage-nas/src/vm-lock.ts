@@ -46,6 +46,8 @@ export interface LockOptions {
   leaseMs: number;
   /** Wait after a takeover before the lock counts as won (default: 2 × call timeout + heartbeat). */
   settleMs?: number;
+  /** Told of each heartbeat: whether the refresh was written, and how long it took (metrics). */
+  onRefresh?(ok: boolean, seconds: number): void;
 }
 
 export interface LockContent {
@@ -160,17 +162,27 @@ export class HeldLock {
 
   private async beat(): Promise<void> {
     if (!this.held) return;
+    const started = performance.now();
+    const report = (ok: boolean) => this.options.onRefresh?.(ok, (performance.now() - started) / 1000);
     try {
       const state = await readLock(this.client, this.path);
       if (!this.held) return;
-      if (!state) return this.markLost('the lock file was removed');
-      if (state.token !== this.token || state.fileid !== this.fileid) return this.markLost(`the lock now belongs to ${state.owner}`);
+      if (!state) {
+        report(false);
+        return this.markLost('the lock file was removed');
+      }
+      if (state.token !== this.token || state.fileid !== this.fileid) {
+        report(false);
+        return this.markLost(`the lock now belongs to ${state.owner}`);
+      }
       this.seq++;
       // Through the handle just checked: if another host replaced the file meanwhile, this
       // fails with a stale handle instead of overwriting its lock.
       await this.client.nfs.write(state.fh, 0, encodeLock({ owner: this.options.host, token: this.token, seq: this.seq }), StableHow.FILE_SYNC, this.path);
       this.lastRefresh = performance.now();
+      report(true);
     } catch (err) {
+      report(false);
       // Others count the lock stale after leaseMs without a change: past that, assume it is gone.
       if (performance.now() - this.lastRefresh >= this.options.leaseMs) {
         return this.markLost(`it could not be refreshed for ${this.options.leaseMs} ms (${err instanceof Error ? err.message : String(err)})`);

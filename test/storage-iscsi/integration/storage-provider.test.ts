@@ -4,9 +4,10 @@
  * of a lease (fence called), and the way back after the target restarts.
  */
 import { expect } from 'chai';
-import { MotusError, type DiskSpec, type Logger } from '@motus/sdk';
+import { MotusError, StorageMetrics, type DiskSpec, type Logger } from '@motus/sdk';
+import { MetricsRegistry } from '@motus/core';
 import { IscsiPluginConfigSchema, IscsiSession, IscsiStorageProvider, diskUrl, keyHex, reservationKey } from '@motus/storage-iscsi';
-import { sleep, waitFor } from '../../support/index.js';
+import { parseExposition, sleep, valueOf, waitFor } from '../../support/index.js';
 import { startTgt, type Tgt } from '../support/tgt.js';
 
 const TARGET = 'iqn.2026-01.org.motus.test:prov';
@@ -22,7 +23,7 @@ describe('storage-iscsi StorageProvider against tgtd (integration)', function ()
   let disk: DiskSpec;
   let disk2: DiskSpec;
 
-  const provider = async (host: string): Promise<IscsiStorageProvider> => {
+  const provider = async (host: string, metrics?: StorageMetrics): Promise<IscsiStorageProvider> => {
     const config = IscsiPluginConfigSchema.parse({
       datastores: [{ name: 'san1', portal: tgt.portal, target: TARGET, hosts: ['host-a', 'host-b', 'host-c-crash'] }],
       leaseCheckMs: 300,
@@ -30,7 +31,7 @@ describe('storage-iscsi StorageProvider against tgtd (integration)', function ()
       commandTimeoutMs: 5_000,
       reconnectTimeoutMs: 20_000,
     });
-    const p = new IscsiStorageProvider({ host, config, logger: quiet, fence: (url) => (fenced.push({ host, url }), []) });
+    const p = new IscsiStorageProvider({ host, config, logger: quiet, fence: (url) => (fenced.push({ host, url }), []), ...(metrics ? { metrics } : {}) });
     await p.start();
     providers.push(p);
     return p;
@@ -79,6 +80,20 @@ describe('storage-iscsi StorageProvider against tgtd (integration)', function ()
     expect(await keys()).to.deep.equal([keyHex(reservationKey('host-b'))]);
     await b.release('vm1', [disk]);
     expect(a.facts().releases.at(-1)).to.include({ vm: 'vm1', disk: 'disk0', lun: 1, commands: 1 });
+  });
+
+  it('counts LUN scans and registration checks (lease renewals) with their latency, by datastore, for /metrics', async () => {
+    const registry = new MetricsRegistry();
+    const c = await provider('host-c-crash', new StorageMetrics(registry.forPlugin('@motus/storage-iscsi'), 'iscsi'));
+    await c.acquire('vm-metrics', [disk2]);
+    const renewals = async () => valueOf(parseExposition(await registry.exposition()), 'motus_storage_lease_renewals_total', { kind: 'iscsi', datastore: 'san1', outcome: 'ok' }) ?? 0;
+    // A check every 300 ms.
+    await waitFor('two registration checks', async () => ((await renewals()) >= 2 ? true : undefined), 10_000, 100);
+    await c.release('vm-metrics', [disk2]);
+    const families = parseExposition(await registry.exposition());
+    expect(valueOf(families, 'motus_storage_operation_seconds_count', { kind: 'iscsi', datastore: 'san1', operation: 'check' })).to.be.at.least(1);
+    expect(valueOf(families, 'motus_storage_operation_seconds_count', { kind: 'iscsi', datastore: 'san1', operation: 'lease_refresh' })).to.be.at.least(2);
+    expect(valueOf(families, 'motus_storage_lease_renewals_total', { kind: 'iscsi', datastore: 'san1', outcome: 'failed' })).to.equal(undefined);
   });
 
   it('gives every disk back when one of them cannot be taken', async () => {

@@ -5,9 +5,10 @@
  * host does not mount, and fence the writers when a lock is lost.
  */
 import { expect } from 'chai';
-import type { DiskSpec, Logger } from '@motus/sdk';
+import { StorageMetrics, type DiskSpec, type Logger } from '@motus/sdk';
+import { MetricsRegistry } from '@motus/core';
 import { NasDatastore, NasPluginConfigSchema, NasStorageProvider, NfsClient, diskUri, isNasError, readLock, type NasPluginConfig } from '@motus/storage-nas';
-import { waitFor } from '../../support/index.js';
+import { parseExposition, valueOf, waitFor } from '../../support/index.js';
 import { startGanesha, type GaneshaServer } from '../support/ganesha.js';
 
 const quiet: Logger = { debug() {}, info() {}, warn() {}, error() {}, child() { return quiet; } } as unknown as Logger;
@@ -21,8 +22,8 @@ describe('storage-nas StorageProvider against nfs-ganesha', function () {
   const providers: NasStorageProvider[] = [];
   const fenced: Array<{ host: string; disk: string }> = [];
 
-  const provider = async (host: string) => {
-    const p = new NasStorageProvider({ host, config, logger: quiet, fence: (d) => (fenced.push({ host, disk: d }), []) });
+  const provider = async (host: string, metrics?: StorageMetrics) => {
+    const p = new NasStorageProvider({ host, config, logger: quiet, fence: (d) => (fenced.push({ host, disk: d }), []), ...(metrics ? { metrics } : {}) });
     providers.push(p);
     await p.start();
     return p;
@@ -108,6 +109,21 @@ describe('storage-nas StorageProvider against nfs-ganesha', function () {
     expect(performance.now() - t).to.be.at.least(config.settleMs!);
     expect(b.facts().locks[0]).to.include({ how: 'created' });
     await b.release('vm1', [disk]);
+  });
+
+  it('counts datastore checks and lock refreshes (lease renewals) with their latency, by datastore, for /metrics', async () => {
+    const registry = new MetricsRegistry();
+    const a = await provider('host-a', new StorageMetrics(registry.forPlugin('@motus/storage-nas'), 'nas'));
+    await a.acquire('vm1', [disk]);
+    const renewals = async () => valueOf(parseExposition(await registry.exposition()), 'motus_storage_lease_renewals_total', { kind: 'nas', datastore: 'nas1', outcome: 'ok' }) ?? 0;
+    // Heartbeats every 200 ms: a few renewals within a second or two.
+    await waitFor('three lock refreshes', async () => ((await renewals()) >= 3 ? true : undefined), 10_000, 100);
+    await a.release('vm1', [disk]);
+    const families = parseExposition(await registry.exposition());
+    expect(valueOf(families, 'motus_storage_operation_seconds_count', { kind: 'nas', datastore: 'nas1', operation: 'check' })).to.be.at.least(1);
+    expect(valueOf(families, 'motus_storage_operation_seconds_count', { kind: 'nas', datastore: 'nas1', operation: 'lease_refresh' })).to.be.at.least(3);
+    expect(valueOf(families, 'motus_storage_operation_seconds_sum', { kind: 'nas', datastore: 'nas1', operation: 'lease_refresh' })).to.be.greaterThan(0);
+    expect(valueOf(families, 'motus_storage_errors_total', { kind: 'nas', datastore: 'nas1', operation: 'check' })).to.equal(undefined);
   });
 
   it('refuses a disk whose lock another live host holds, naming it', async () => {
