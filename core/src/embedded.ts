@@ -42,6 +42,8 @@ export async function createEmbeddedPlatform(options: EmbeddedPlatformOptions): 
         migrationAddress: host.migrationAddress,
         switchoverWaitMs: site.migration.switchoverWaitSeconds * 1000,
         ...(host.memoryMiB === undefined ? {} : { memoryMiB: host.memoryMiB }),
+        sysRoot: host.sysRoot,
+        metricsIntervalMs: site.placement.metricsIntervalSeconds * 1000,
         plugins,
         logger: logger.child({ role: 'agent', host: host.name }),
         container: root.createChildContainer(),

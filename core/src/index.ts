@@ -27,7 +27,7 @@ export { MetricsRegistry } from './metrics/metrics-registry.js';
 export { ServerMetrics, type ServerMetricsSources } from './metrics/server-metrics.js';
 export { currentRequestId, withRequestId, REQUEST_ID_HEADER } from './kernel/request-context.js';
 export type { ClusterModel, PlacementHost, PlacementVm, PoolModel, RulesModel, PlacementHostState } from './server/placement/cluster-model.js';
-export { ClusterState, type Refusal } from './server/placement/cluster-state.js';
+export { ClusterState } from './server/placement/cluster-state.js';
 export { rankDestinations, migrationCost, type Ranking, type RankedHost, type RefusedHost } from './server/placement/advisor.js';
 export { balanceCluster, TOLERANCE, type BalancePlan, type ProposedMove, type BalanceOptions } from './server/placement/balancer.js';
 export { planEvacuation, type EvacuationPlan } from './server/placement/evacuation.js';

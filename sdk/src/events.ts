@@ -83,7 +83,9 @@ export type HostEvent =
   | { type: 'host-connected'; at: string; host: HostInfo }
   /** State, memory in use or CPUs changed (a VM started, stopped or moved; maintenance). */
   | { type: 'host-updated'; at: string; host: HostInfo }
-  | { type: 'host-disconnected'; at: string; host: HostInfo; reason: string };
+  | { type: 'host-disconnected'; at: string; host: HostInfo; reason: string }
+  /** Maintenance entered or left, degraded or back in service; the reason says why. */
+  | { type: 'host-state-changed'; at: string; host: HostInfo; from: string; reason: string };
 
 export type VmEvent =
   | { type: 'vm-started'; at: string; vm: VmInfo }

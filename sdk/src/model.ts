@@ -51,7 +51,8 @@ export interface VmSpec {
   nics?: NicSpec[];
 }
 
-export type HostState = 'connected' | 'disconnected' | 'maintenance';
+/** degraded: health signals say the host may fail; it takes no VMs and policy may evacuate it. */
+export type HostState = 'connected' | 'disconnected' | 'maintenance' | 'degraded';
 
 export interface HostInfo {
   name: string;

@@ -24,6 +24,8 @@ import { PluginHost, type PluginSource } from '../kernel/plugin-host.js';
 import { parseVmSpec } from '../kernel/request-schemas.js';
 import { AgentMetrics } from '../metrics/agent-metrics.js';
 import { MetricsRegistry } from '../metrics/metrics-registry.js';
+import { readHardwareHealth } from './hardware-health.js';
+import { HostMetricsSampler } from './host-metrics.js';
 import { TERMINAL_STATUSES, type AgentFacts, type AgentVm, type HostLink } from './host-link.js';
 
 export interface HostAgentOptions {
@@ -47,6 +49,10 @@ export interface HostAgentOptions {
   switchoverWaitMs?: number;
   /** How often a source that lost its server tries to take its lease back. */
   settleRetryMs?: number;
+  /** How often CPU and memory use are sampled (placement); 2 s when absent. */
+  metricsIntervalMs?: number;
+  /** Where ECC and thermal state are read; /sys when absent. */
+  sysRoot?: string;
 }
 
 interface VmRecord {
@@ -80,6 +86,7 @@ export class HostAgent implements HostLink {
   private facts_: HypervisorFacts | undefined;
   private stopped = false;
   private readonly meters: AgentMetrics;
+  private readonly usage: HostMetricsSampler;
 
   private constructor(
     private readonly options: HostAgentOptions,
@@ -91,6 +98,18 @@ export class HostAgent implements HostLink {
       const byRole: Record<string, number> = {};
       for (const vm of this.vms.values()) byRole[vm.role] = (byRole[vm.role] ?? 0) + 1;
       return byRole;
+    });
+    this.usage = new HostMetricsSampler({
+      intervalMs: options.metricsIntervalMs ?? 2_000,
+      cpus: cpus().length,
+      overridePath: join(options.stateDir, 'metrics-override.json'),
+      logger: options.logger,
+      vms: () =>
+        [...this.vms.entries()].map(([name, vm]) => ({
+          name,
+          pid: vm.handle.pid,
+          ...(vm.role === 'running' && vm.handle.guestStats ? { guestStats: () => vm.handle.guestStats!() } : {}),
+        })),
     });
   }
 
@@ -120,6 +139,7 @@ export class HostAgent implements HostLink {
       }
       const agent = new HostAgent(options, plugins, driver, metrics);
       agent.facts_ = await driver.probe();
+      agent.usage.start();
       options.logger.info('agent ready', { host: options.name, hypervisor: agent.facts_ });
       return agent;
     } catch (err) {
@@ -130,6 +150,7 @@ export class HostAgent implements HostLink {
 
   async facts(): Promise<AgentFacts> {
     const hypervisor = this.facts_ ?? (await this.driver.probe());
+    const metrics = this.usage.current();
     return {
       name: this.name,
       migrationAddress: this.options.migrationAddress,
@@ -140,6 +161,8 @@ export class HostAgent implements HostLink {
       vms: [...this.vms.entries()].map(([name, vm]) => this.describe(name, vm)),
       plugins: await this.plugins.facts(),
       storage: this.plugins.contributions(StorageProviderToken).map((p) => p.kind),
+      ...(metrics ? { metrics } : {}),
+      hardware: readHardwareHealth(this.options.sysRoot ?? '/sys'),
     };
   }
 
@@ -435,6 +458,7 @@ export class HostAgent implements HostLink {
   async stop(): Promise<void> {
     if (this.stopped) return;
     this.stopped = true;
+    this.usage.stop();
     await Promise.allSettled([...this.vms.entries()].map(async ([name, vm]) => {
       vm.stopping = true;
       await vm.handle.stop(3_000);

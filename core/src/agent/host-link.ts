@@ -1,4 +1,4 @@
-import type { HypervisorFacts, MigrationProgress, MigrationTuning, VmRunState, VmSpec } from '@motus/sdk';
+import type { HardwareHealth, HostMetricsSample, HypervisorFacts, MigrationProgress, MigrationTuning, VmRunState, VmSpec } from '@motus/sdk';
 
 /** What an agent reports about its host. */
 export interface AgentFacts {
@@ -13,6 +13,10 @@ export interface AgentFacts {
   plugins: Record<string, unknown>;
   /** Kinds of the storage providers on this host: a VM with disks here has leases to hand over. */
   storage: string[];
+  /** The latest CPU and memory sample (placement); absent until the first is taken. */
+  metrics?: HostMetricsSample;
+  /** ECC and thermal state read under the host's sysRoot. */
+  hardware?: HardwareHealth;
 }
 
 /** A VM as the agent holding its process sees it. */

@@ -74,6 +74,8 @@ export async function runAgent(
     migrationAddress: host.migrationAddress,
     switchoverWaitMs: site.migration.switchoverWaitSeconds * 1000,
     ...(host.memoryMiB === undefined ? {} : { memoryMiB: host.memoryMiB }),
+    sysRoot: host.sysRoot,
+    metricsIntervalMs: site.placement.metricsIntervalSeconds * 1000,
     plugins: site.plugins,
     logger,
     container: createRootContainer(),

@@ -37,7 +37,7 @@ export class ServerMetrics {
     registry.gauge({ name: 'motus_tasks_running', help: 'Migration tasks running now.' }, 'motusd', (g) => g.set(sources.runningTasks()));
     registry.gauge({ name: 'motus_hosts', help: 'Hosts by state.', labelNames: ['state'] }, 'motusd', (g) => {
       g.reset();
-      for (const state of ['connected', 'disconnected', 'maintenance']) g.set({ state }, sources.hosts().filter((h) => h.state === state).length);
+      for (const state of ['connected', 'disconnected', 'maintenance', 'degraded']) g.set({ state }, sources.hosts().filter((h) => h.state === state).length);
     });
     registry.gauge({ name: 'motus_host_memory_used_bytes', help: 'Memory the VMs of each host use.', labelNames: ['host'] }, 'motusd', (g) => {
       g.reset();

@@ -5,6 +5,7 @@ import {
   type Logger,
   type MigrationProgress,
   type MigrationTuning,
+  type VmGuestStats,
   type VmHandle,
   type VmRunState,
 } from '@motus/sdk';
@@ -143,6 +144,23 @@ export class QemuVm implements VmHandle {
 
   async resume(): Promise<void> {
     await this.qmp.cont();
+  }
+
+  /**
+   * The balloon's size (query-balloon; an error when the VM has no balloon) and the
+   * guest's dirty rate: each call reads the last calc-dirty-rate result and starts
+   * the next one-second measurement (page sampling, which works under TCG too), so
+   * a caller sampling every few seconds always has a fresh figure.
+   */
+  async guestStats(): Promise<VmGuestStats> {
+    const stats: VmGuestStats = {};
+    const balloon = await this.qmp.execute<{ actual: number }>('query-balloon').catch(() => undefined);
+    if (balloon) stats.balloonBytes = balloon.actual;
+    const dirty = await this.qmp.execute<{ status: string; 'dirty-rate'?: number }>('query-dirty-rate').catch(() => undefined);
+    // QEMU reports the rate in MB/s (MiB).
+    if (dirty?.status === 'measured' && dirty['dirty-rate'] !== undefined) stats.dirtyBytesPerSec = dirty['dirty-rate'] * 1024 * 1024;
+    if (dirty && dirty.status !== 'measuring') await this.qmp.execute('calc-dirty-rate', { 'calc-time': 1 }).catch(() => undefined);
+    return stats;
   }
 
   /** Sends gratuitous RARPs for every vNIC (after a migration, so switches relearn the MACs). */

@@ -135,8 +135,18 @@ export interface VmHandle {
   continueMigration(): Promise<void>;
   /** Resume a paused VM (rollback after a failed switchover). */
   resume(): Promise<void>;
+  /**
+   * Guest-side statistics for placement, when the driver can tell (QEMU: dirty rate
+   * from calc-dirty-rate, balloon from query-balloon); fields it cannot tell are absent.
+   */
+  guestStats?(): Promise<VmGuestStats>;
   /** Orderly stop: ask the hypervisor to quit, then signals after graceMs. Idempotent. */
   stop(graceMs?: number): Promise<void>;
+}
+
+export interface VmGuestStats {
+  dirtyBytesPerSec?: number;
+  balloonBytes?: number;
 }
 
 export interface HypervisorDriver {

@@ -1,33 +1,9 @@
 import type { PlacementVm } from './cluster-model.js';
-import type { ClusterState, Refusal } from './cluster-state.js';
+import type { Ranking, RankedHost, RefusedHost, Refusal } from '@motus/sdk';
+import type { ClusterState } from './cluster-state.js';
 
-/** A destination that can take the VM, its score (0–100, higher is better) and why. */
-export interface RankedHost {
-  host: string;
-  score: number;
-  reasons: string[];
-  imbalanceAfter: number;
-  loadAfter: number;
-  freeMiBAfter: number;
-  costSeconds: number;
-  /** The dirty rate is at or above what the link can carry: pre-copy alone would not converge. */
-  mayNotConverge: boolean;
-}
+export type { Ranking, RankedHost, RefusedHost } from '@motus/sdk';
 
-export interface RefusedHost {
-  host: string;
-  refusals: Refusal[];
-}
-
-export interface Ranking {
-  vm: string;
-  source: string;
-  cluster: string;
-  imbalanceBefore: number;
-  /** Best first. */
-  candidates: RankedHost[];
-  refused: RefusedHost[];
-}
 
 export interface RankOptions {
   /** Hosts being emptied: affinity peers there move too. */

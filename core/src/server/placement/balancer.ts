@@ -1,3 +1,4 @@
+import type { BalancePlan, ProposedMove } from '@motus/sdk';
 import { migrationCost, rankDestinations } from './advisor.js';
 import type { ClusterState } from './cluster-state.js';
 
@@ -11,29 +12,8 @@ export interface BalanceOptions {
   skip?: ReadonlySet<string>;
 }
 
-export interface ProposedMove {
-  vm: string;
-  from: string;
-  to: string;
-  /** Imbalance taken off the cluster by this move (negative only for a rule fix). */
-  gain: number;
-  imbalanceBefore: number;
-  imbalanceAfter: number;
-  costSeconds: number;
-  reason: string;
-}
 
-export interface BalancePlan {
-  cluster: string;
-  threshold: number;
-  /** The imbalance the threshold tolerates; above it the balancer moves VMs. */
-  tolerance: number;
-  imbalanceBefore: number;
-  imbalanceAfter: number;
-  moves: ProposedMove[];
-  /** Why the pass stopped: balanced, budget, no gainful move. */
-  stoppedBecause: string;
-}
+export type { BalancePlan, ProposedMove } from '@motus/sdk';
 
 /** Imbalance each threshold tolerates, and the least gain a move must bring (DRS: higher threshold, smaller gains accepted). */
 export const TOLERANCE: Readonly<Record<number, number>> = { 1: Number.POSITIVE_INFINITY, 2: 0.2, 3: 0.1, 4: 0.05, 5: 0.02 };

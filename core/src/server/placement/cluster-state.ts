@@ -1,10 +1,6 @@
+import type { Refusal } from '@motus/sdk';
 import type { ClusterModel, PlacementHost, PlacementVm, PoolModel, VmHostMode } from './cluster-model.js';
 
-/** One hard constraint a destination breaks, with a sentence a person can act on. */
-export interface Refusal {
-  constraint: 'state' | 'same-host' | 'cluster' | 'memory' | 'affinity' | 'anti-affinity' | 'vm-host' | 'plugin';
-  reason: string;
-}
 
 interface HostSlot {
   host: PlacementHost;

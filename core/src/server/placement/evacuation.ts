@@ -1,19 +1,6 @@
 import { migrationCost, rankDestinations, type RankedHost } from './advisor.js';
-import type { ClusterState, Refusal } from './cluster-state.js';
-
-export interface EvacuationMove {
-  vm: string;
-  to: string;
-  score: number;
-  costSeconds: number;
-  reasons: string[];
-}
-
-export interface StuckVm {
-  vm: string;
-  /** Every host's refusal, so the operator sees what to change. */
-  refused: Array<{ host: string; reasons: string[] }>;
-}
+import type { EvacuationMove, Refusal, StuckVm } from '@motus/sdk';
+import type { ClusterState } from './cluster-state.js';
 
 export interface EvacuationPlan {
   host: string;
