@@ -31,6 +31,7 @@ export async function createEmbeddedPlatform(options: EmbeddedPlatformOptions): 
     migration: site.migration,
     plugins,
     limits: site,
+    placement: site.placement,
     ...(options.heartbeatMs === undefined ? {} : { heartbeatMs: options.heartbeatMs }),
   });
   const agents = new Map<string, HostAgent>();

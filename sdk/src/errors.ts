@@ -40,6 +40,8 @@ export const ERROR_CODES = {
   MOTUS_E_USER_EXISTS: 'A user of that name already exists.',
   MOTUS_E_RESERVATION_FAILED: 'A high-priority migration could not reserve the VM\'s memory on its destination, so it did not start.',
   MOTUS_E_FENCED: "A host refuses to run a VM whose ownership is not settled: the storage lease of its disks is held by another host, or its state already went to the destination; the data names the VM, the host and why.",
+  MOTUS_E_NO_DESTINATION: 'No host can take the VM (every host breaks a hard constraint); the data lists each host and its reasons.',
+  MOTUS_E_EVACUATION_BLOCKED: 'A host cannot be emptied because some VMs have nowhere to go; nothing was moved, and the data lists each VM with every host\'s reasons.',
   MOTUS_E_AUDIT_TAMPERED: 'The audit trail does not verify: a record was edited, deleted or inserted; the data names the first bad record.',
   MOTUS_E_NFS_PROTOCOL: 'The NFS server or portmapper sent invalid ONC RPC/XDR, or a record over the size limit.',
   MOTUS_E_NFS_RPC_REJECTED: 'The NFS server refused the RPC call: program or version not offered, procedure unknown, bad credentials, garbage arguments, system error.',

@@ -3,6 +3,7 @@ import { join } from 'node:path';
 import { parseArgs } from 'node:util';
 import { MotusClient, MotusError, type MigrationSummary, type MotusErrorCode, type VmSpec } from '@motus/sdk';
 import { cpuCommand } from './cpu-commands.js';
+import { clusterCommand, hostCommand, rankingText } from './placement-commands.js';
 import { adminCommand, auditCommand, parseAt, schedulesCommand, tasksCommand } from './task-commands.js';
 import { readClientFile } from '../daemon/state-files.js';
 import { describeEvent, mib, progressLine, table } from './format.js';
@@ -32,6 +33,12 @@ const USAGE = `motus — drive a Motus site
   motus cpu baseline                            the cluster CPU baseline and the hosts it refuses
   motus cpu check VM --to HOST                  dry run: may VM's CPU run on HOST? (exit 4 when not)
   motus cpu matrix [--host H,…]                 every VM against every host of the cluster
+  motus migrate VM --recommend                  every host ranked as its destination, with reasons
+  motus migrate VM [--priority high|normal]     to the wizard's best destination
+  motus host maintenance enter|exit HOST [--allow-running] [--no-wait]
+  motus host health HOST | motus host metrics HOST
+  motus cluster [list] | motus cluster balance NAME [--apply]
+  motus cluster set NAME [--mode manual|partial|automatic] [--threshold 1-5] [--interval S]
   motus migrations                              every migration, newest first
   motus migration ID                            one migration's summary and events
   motus tasks                                   migration tasks: queued, running, ended
@@ -68,6 +75,8 @@ const EXIT_OF: Partial<Record<MotusErrorCode, number>> = {
   MOTUS_E_USER_EXISTS: EXIT.refused,
   MOTUS_E_RESERVATION_FAILED: EXIT.refused,
   MOTUS_E_FENCED: EXIT.refused,
+  MOTUS_E_NO_DESTINATION: EXIT.refused,
+  MOTUS_E_EVACUATION_BLOCKED: EXIT.refused,
   MOTUS_E_AUDIT_TAMPERED: EXIT.failed,
 };
 
@@ -114,6 +123,12 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         enable: { type: 'boolean' },
         disable: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
+        recommend: { type: 'boolean' },
+        'allow-running': { type: 'boolean' },
+        apply: { type: 'boolean' },
+        mode: { type: 'string' },
+        threshold: { type: 'string' },
+        interval: { type: 'string' },
       },
     });
     json = values.json ?? false;
@@ -152,7 +167,25 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
           out(task, () => (task.state === 'cancelled' ? `task ${task.id} cancelled (it never started)` : `cancelling task ${task.id}: it rolls back to the source`));
           return EXIT.ok;
         }
-        if (!sub || !values.to) throw usage('motus migrate VM --to HOST');
+        if (!sub) throw usage('motus migrate VM [--to HOST | --recommend]');
+        if (values.recommend) {
+          if (values.to !== undefined) throw usage('--recommend ranks every host; leave out --to');
+          const ranking = await client.placement(sub);
+          out(ranking, () => rankingText(ranking));
+          return EXIT.ok;
+        }
+        if (!values.to) {
+          if (values.at !== undefined || values.cron !== undefined) throw usage('a scheduled migration names its destination (--to HOST)');
+          const priority = values.priority ?? 'normal';
+          if (priority !== 'high' && priority !== 'normal') throw usage('--priority is high or normal');
+          const { ranking, migration } = await client.relocate(sub, priority);
+          if (!json) io.stdout.write(`${sub}: best destination ${migration.destination} (score ${ranking.candidates[0]?.score.toFixed(1) ?? '-'})\n`);
+          if (values['no-wait']) {
+            out(migration, () => `task ${migration.id} ${migration.state === 'queued' ? 'queued' : 'started'}: ${migration.vm} ${migration.source} -> ${migration.destination}`);
+            return EXIT.ok;
+          }
+          return await follow(client, migration.id, json, io);
+        }
         if (values.user !== undefined) throw usage('--user filters audit and token lists; a migration is recorded as the token\'s user');
         const priority = values.priority ?? 'normal';
         if (priority !== 'high' && priority !== 'normal') throw usage('--priority is high or normal');
@@ -177,6 +210,11 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       }
       case 'tasks':
         return await tasksCommand(context);
+      case 'host':
+        return await hostCommand(context);
+      case 'cluster':
+      case 'clusters':
+        return await clusterCommand(context);
       case 'schedules':
       case 'schedule':
         return await schedulesCommand(context);

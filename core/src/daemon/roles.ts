@@ -35,6 +35,7 @@ export async function runServer(site: SiteConfig, stateDir: string, logger: Logg
     migration: site.migration,
     plugins: site.plugins,
     limits: site,
+    placement: site.placement,
     reconnect: (name, url) => new HttpHostLink({ name, url, token: agentToken }),
     metrics: new MetricsRegistry().withProcessDefaults(),
   });

@@ -26,11 +26,13 @@ import { PluginHost, type PluginSource } from '../kernel/plugin-host.js';
 import { MetricsRegistry } from '../metrics/metrics-registry.js';
 import { ServerMetrics } from '../metrics/server-metrics.js';
 import { parseMigrationRequest, parseVmSpec } from '../kernel/request-schemas.js';
+import { PlacementSchema, type PlacementConfig } from '../site/placement-schema.js';
 import { TasksConfigSchema, type MigrationConfig } from '../site/site-schema.js';
 import { AuditTrail } from './audit/audit-trail.js';
 import { IdentityStore } from './identity/identity-store.js';
 import { Inventory } from './inventory.js';
 import { MigrationOrchestrator, withTimeout } from './migration-orchestrator.js';
+import { PlacementService } from './placement/placement-service.js';
 import { ScheduleService } from './schedules/schedule-service.js';
 import { ScheduleStore } from './schedules/schedule-store.js';
 import { MigrationResources, type LimitsSite } from './tasks/migration-resources.js';
@@ -48,6 +50,8 @@ export interface MotusServerOptions {
   heartbeatMs?: number;
   /** Concurrency limits and task settings (hosts, networks, datastores, tasks of the site file); defaults when absent. */
   limits?: LimitsSite;
+  /** Clusters, pools, rules, balancing and health policy (the site's placement section); defaults when absent. */
+  placement?: PlacementConfig;
   /**
    * A link to a host known from an earlier run, so a restarted server reaches its
    * agents (and settles the migrations they ran) without waiting for them to register.
@@ -82,6 +86,7 @@ export class MotusServer implements Platform {
   readonly audit: AuditTrail;
   readonly tasks: TaskService;
   readonly schedules: ScheduleService;
+  readonly placement: PlacementService;
   private readonly limitsSite: LimitsSite;
   private readonly heartbeat: NodeJS.Timeout;
   private readonly meters: ServerMetrics;
@@ -116,7 +121,8 @@ export class MotusServer implements Platform {
       audit: this.audit,
       inventory,
       orchestrator: this.orchestrator,
-      resources: new MigrationResources(this.limitsSite, (host) => this.hostEntries.get(host)?.info.state === 'connected'),
+      // A degraded host must still send its VMs away; only a host whose agent is gone holds tasks back.
+      resources: new MigrationResources(this.limitsSite, (host) => { const state = this.hostEntries.get(host)?.info.state; return state !== undefined && state !== 'disconnected'; }),
       config: this.limitsSite.tasks,
       logger: options.logger,
       host: (name) => this.hostEntries.get(name),
@@ -135,6 +141,24 @@ export class MotusServer implements Platform {
       knownHost: (name) => this.knownHost(name),
       submit: (request) => this.tasks.submit(request),
       missedRunGraceSeconds: this.limitsSite.tasks.missedRunGraceSeconds,
+    });
+    this.placement = new PlacementService({
+      site: { ...this.limitsSite, migration: options.migration, placement: options.placement ?? PlacementSchema.parse({}) },
+      logger: options.logger,
+      audit: this.audit,
+      hooks,
+      container: options.container,
+      hosts: () => [...this.hostEntries.values()].map((e) => e.info),
+      vms: () => inventory.vms(),
+      activeTasks: () => this.tasks.tasks(1000).filter((t) => t.state === 'queued' || t.state === 'running'),
+      migration: (id) => inventory.migration(id),
+      reservedOn: (host) => this.orchestrator.reservedOn(host),
+      submit: (request) => this.tasks.submit(request),
+      setHostState: (host, state, reason) => this.setHostState(host, state, reason),
+    });
+    this.migrations$.pipe(filter((e) => e.type === 'completed')).subscribe((event) => {
+      const summary = inventory.migration(event.migrationId);
+      if (summary) this.placement.migrationCompleted(summary);
     });
     this.meters = new ServerMetrics(metricsRegistry, {
       migrations$: this.migrations$,
@@ -186,7 +210,9 @@ export class MotusServer implements Platform {
   /** Adds (or re-adds, after an agent restart) a host and its link; its facts are read at once. */
   async addHost(link: HostLink): Promise<HostInfo> {
     const facts = await withTimeout(link.facts(), 10_000, `facts of host ${link.name}`);
-    const info = this.infoFromFacts(link, facts, 'connected');
+    // Maintenance outlives an agent restart (and a server restart: the inventory keeps it).
+    const kept = this.hostEntries.get(link.name)?.info.state ?? this.inventory.hosts().find((h) => h.name === link.name)?.state;
+    const info = this.infoFromFacts(link, facts, kept === 'maintenance' ? 'maintenance' : 'connected');
     const known = this.hostEntries.has(link.name);
     this.hostEntries.set(link.name, { info, link, misses: 0 });
     this.inventory.putHost(info);
@@ -194,6 +220,7 @@ export class MotusServer implements Platform {
     this.hostSubject.next({ type: known ? 'host-connected' : 'host-registered', at: now(), host: info });
     this.options.logger.info('host registered', { host: link.name });
     this.tasks.hostAvailable(link.name);
+    this.placement.observe(info, facts, 0);
     return info;
   }
 
@@ -341,6 +368,7 @@ export class MotusServer implements Platform {
     this.stopped = true;
     clearInterval(this.heartbeat);
     this.meters.stop();
+    this.placement.stop();
     this.schedules.stop();
     this.tasks.stop();
     await this.orchestrator.drain();
@@ -349,6 +377,18 @@ export class MotusServer implements Platform {
     this.hostSubject.complete();
     this.vmSubject.complete();
     this.inventory.close();
+  }
+
+  /** Maintenance, degraded, back in service: recorded in the inventory and told on hosts$. */
+  setHostState(name: string, state: HostInfo['state'], reason: string): void {
+    const entry = this.hostEntries.get(name);
+    if (!entry || entry.info.state === state) return;
+    const from = entry.info.state;
+    entry.info = { ...entry.info, state };
+    this.inventory.putHost(entry.info);
+    this.options.logger.info('host state changed', { host: name, from, to: state, reason });
+    this.hostSubject.next({ type: 'host-state-changed', at: now(), host: entry.info, from, reason });
+    if (state === 'connected') this.tasks.hostAvailable(name);
   }
 
   /** A registered host whose agent answers; coded errors otherwise. */
@@ -380,12 +420,14 @@ export class MotusServer implements Platform {
       if (changed && !wasDown) this.hostSubject.next({ type: 'host-updated', at: now(), host: entry.info });
       this.inventory.putHost(entry.info);
       this.reconcileHost(entry.info.name, facts);
+      this.placement.observe(entry.info, facts, 0);
       if (wasDown) {
         this.hostSubject.next({ type: 'host-connected', at: now(), host: entry.info });
         this.tasks.hostAvailable(entry.info.name);
       }
     } catch (err) {
       entry.misses += 1;
+      if (entry.misses < MISSES_BEFORE_DOWN) this.placement.observe(entry.info, undefined, entry.misses);
       if (entry.misses === MISSES_BEFORE_DOWN && entry.info.state !== 'disconnected') {
         entry.info = { ...entry.info, state: 'disconnected' };
         this.inventory.putHost(entry.info);

@@ -9,6 +9,7 @@ import { toCsv, toJsonLines } from './audit/audit-export.js';
 import { parseAuditParams, VmTagsSchema, ScheduleRequestSchema, SchedulePatchSchema, TaskRequestSchema, TokenRequestSchema, UserRequestSchema } from './api-schemas.js';
 import { requireRole, type Principal } from './identity/roles.js';
 import type { MotusServer } from './motus-server.js';
+import { addPlacementRoutes } from './placement-api.js';
 
 /** A plugin method's body: its payload, which the plugin validates itself. */
 const PluginCallSchema = z.object({ payload: z.unknown().optional() }).strict();
@@ -254,6 +255,7 @@ export function createServerApi(server: MotusServer, options: ServerApiOptions):
       return STREAMED;
     });
 
+  addPlacementRoutes(api, server);
   api.route(
     'POST',
     '/v1/agents/register',

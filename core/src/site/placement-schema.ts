@@ -72,6 +72,8 @@ export const RuleSchema = z.discriminatedUnion('kind', [
 
 export const HealthPolicySchema = z
   .object({
+    /** Heartbeats missed in a row that degrade a host before it is marked down at 3 (0: not a signal). */
+    missedHeartbeats: z.number().int().min(0).max(2).default(2),
     /** A host whose CPU stays above this (fraction of its cores) for overloadSeconds is degraded. */
     overloadCpu: z.number().positive().max(4).default(0.95),
     overloadSeconds: z.number().positive().default(120),

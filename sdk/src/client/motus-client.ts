@@ -14,6 +14,7 @@ import type {
   TokenInfo,
   UserInfo,
 } from './task-model.js';
+import type { BalancePlan, ClusterInfo, EvacuationInfo, HostHealth, HostMetricsSample, Ranking } from './placement-model.js';
 
 export interface MotusClientOptions {
   /** Server URL, e.g. http://127.0.0.1:7300 */
@@ -150,6 +151,51 @@ export class MotusClient {
   async pluginCall<T = unknown>(plugin: string, method: string, payload: unknown = {}): Promise<T> {
     const { result } = await this.call<{ result: T }>('POST', `/v1/plugins/${encodeURIComponent(plugin)}/${encodeURIComponent(method)}`, { payload });
     return result;
+  }
+
+  /** The migration wizard: every host ranked as a destination of the VM, with reasons; refused hosts with theirs. */
+  placement(vm: string): Promise<Ranking> {
+    return this.call('GET', `/v1/vms/${encodeURIComponent(vm)}/placement`);
+  }
+
+  /** Migrates the VM to the wizard's best destination (a task); rejects with MOTUS_E_NO_DESTINATION when no host can take it. */
+  relocate(vm: string, priority?: 'high' | 'normal'): Promise<{ ranking: Ranking; task: TaskInfo; migration: MigrationSummary }> {
+    return this.call('POST', `/v1/vms/${encodeURIComponent(vm)}/relocate`, priority ? { priority } : {});
+  }
+
+  hostMetrics(host: string): Promise<HostMetricsSample[]> {
+    return this.call('GET', `/v1/hosts/${encodeURIComponent(host)}/metrics`);
+  }
+
+  hostHealth(host: string): Promise<HostHealth> {
+    return this.call('GET', `/v1/hosts/${encodeURIComponent(host)}/health`);
+  }
+
+  /** Starts emptying the host for maintenance (tasks under the limits); it enters maintenance once empty. */
+  enterMaintenance(host: string, allowRunning = false): Promise<EvacuationInfo> {
+    return this.call('POST', `/v1/hosts/${encodeURIComponent(host)}/maintenance`, allowRunning ? { allowRunning } : {});
+  }
+
+  exitMaintenance(host: string): Promise<HostInfo> {
+    return this.call('DELETE', `/v1/hosts/${encodeURIComponent(host)}/maintenance`, {});
+  }
+
+  /** The host's latest evacuation (maintenance or degraded): its moves and how far it got. */
+  evacuation(host: string): Promise<EvacuationInfo> {
+    return this.call('GET', `/v1/hosts/${encodeURIComponent(host)}/maintenance`);
+  }
+
+  clusters(): Promise<ClusterInfo[]> {
+    return this.call('GET', `/v1/clusters`);
+  }
+
+  configureCluster(cluster: string, change: { mode?: 'manual' | 'partial' | 'automatic'; threshold?: number; intervalSeconds?: number }): Promise<ClusterInfo> {
+    return this.call('PATCH', `/v1/clusters/${encodeURIComponent(cluster)}`, change);
+  }
+
+  /** A balancing pass: proposals only (apply false), or proposals carried out as tasks. */
+  balance(cluster: string, apply: boolean): Promise<BalancePlan> {
+    return apply ? this.call('POST', `/v1/clusters/${encodeURIComponent(cluster)}/balance`, { apply: true }) : this.call('GET', `/v1/clusters/${encodeURIComponent(cluster)}/balance`);
   }
 
   migrations(): Promise<MigrationSummary[]> {

@@ -116,7 +116,13 @@ describe('server API, SDK client and CLI (fake hypervisor)', () => {
     expect(list.stdout).to.include('cli1').and.to.include('completed');
     expect((await cli('migrate', 'ghost', '--to', 'host-b')).code).to.equal(3);
     expect((await cli('migrate', 'cli1', '--to', 'host-a')).code).to.equal(4);
-    expect((await cli('migrate', 'cli1')).code).to.equal(2);
+    const recommend = await cli('migrate', 'cli1', '--recommend');
+    expect(recommend.code, recommend.stderr).to.equal(0);
+    expect(recommend.stdout).to.match(/destinations for cli1 \(on host-a, cluster default/).and.match(/1\. host-b {2}score [\d.]+ {2}\(best\)/).and.match(/cost: ~[\d.]+ s to copy/);
+    const best = await cli('migrate', 'cli1');
+    expect(best.code, best.stderr).to.equal(0);
+    expect(best.stdout).to.match(/cli1: best destination host-b/).and.match(/completed: downtime/);
+    expect((await cli('migrate')).code).to.equal(2);
     expect((await cli('frobnicate')).code).to.equal(2);
     const unreachable = await runCli(['hosts'], { stdout: new Capture(), stderr: new Capture(), env: { MOTUS_URL: 'http://127.0.0.1:9', MOTUS_TOKEN: 'x' } });
     expect(unreachable).to.equal(5);

@@ -39,7 +39,7 @@ describe('placement section of the site file', () => {
     expect(site.placement.clusters[0]!.balancing).to.deep.equal({ mode: 'automatic', threshold: 4, intervalSeconds: 30, maxMovesPerPass: 8, maxMiBPerPass: 65536 });
     expect(site.placement.pools[0]).to.include({ name: 'gold', shares: 'high' });
     expect(site.placement.rules[2]).to.deep.include({ mode: 'must' });
-    expect(site.placement.health).to.deep.equal({ overloadCpu: 0.95, overloadSeconds: 120, thermalMaxCelsius: 95, eccCorrectableMax: 100, onDegraded: 'evacuate' });
+    expect(site.placement.health).to.deep.equal({ missedHeartbeats: 2, overloadCpu: 0.95, overloadSeconds: 120, thermalMaxCelsius: 95, eccCorrectableMax: 100, onDegraded: 'evacuate' });
     expect(site.placement.metricsIntervalSeconds).to.equal(2);
   });
 

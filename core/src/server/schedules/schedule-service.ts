@@ -1,5 +1,6 @@
 import { randomBytes } from 'node:crypto';
 import { MotusError, type Logger, type ScheduleInfo, type ScheduleRequest, type ScheduleTarget, type VmInfo } from '@motus/sdk';
+import { globToRegExp } from '../../kernel/glob.js';
 import type { AuditTrail } from '../audit/audit-trail.js';
 import type { IdentityStore } from '../identity/identity-store.js';
 import { allows, type Principal } from '../identity/roles.js';
@@ -223,7 +224,7 @@ export class ScheduleService {
     const names = this.deps.vms().map((vm) => vm.name);
     if ('vms' in target) return target.vms;
     if ('tag' in target) return this.deps.vms().filter((vm) => vm.spec.tags?.includes(target.tag)).map((vm) => vm.name);
-    const pattern = new RegExp(`^${target.pattern.replace(/[.+^${}()|[\]\\]/g, '\\$&').replace(/\*/g, '.*').replace(/\?/g, '.')}$`);
+    const pattern = globToRegExp(target.pattern);
     return names.filter((name) => pattern.test(name));
   }
 }
