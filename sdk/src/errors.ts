@@ -27,6 +27,7 @@ export const ERROR_CODES = {
   MOTUS_E_MIGRATION_VETOED: 'A plugin vetoed the migration; the data carries its reason.',
   MOTUS_E_MIGRATION_FAILED: 'The migration failed; the data names the phase and the cause. The VM keeps running on the source.',
   MOTUS_E_MIGRATION_CANCELLED: 'The migration was cancelled; the VM keeps running on the source.',
+  MOTUS_E_AFTER_SWITCHOVER: 'A step after the VM resumed on its destination failed with an uncoded error (the message names the step); the VM stays on the destination and the migration completes with a warning.',
   MOTUS_E_MIGRATION_TIMEOUT: 'The migration did not finish within its time limit and was rolled back.',
   MOTUS_E_QMP_PROTOCOL: 'QEMU sent bytes that are not valid QMP.',
   MOTUS_E_QMP_COMMAND: 'QEMU answered a QMP command with an error; the data carries its class and description.',

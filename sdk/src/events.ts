@@ -43,6 +43,13 @@ export type MigrationEvent = MigrationEventBase &
     | { type: 'switchover'; host: string }
     | { type: 'resumed'; host: string }
     | { type: 'announced'; host: string; ms: number }
+    /**
+     * A step after the VM resumed on its destination failed (announce, commit,
+     * source stop, cleanup). The VM stays on the destination — rolling back would
+     * run it twice — so the migration goes on to 'completed', which carries the
+     * warning in its summary too.
+     */
+    | { type: 'warning'; phase: MigrationPhase; step: string; error: MotusErrorJSON }
     | {
         type: 'completed';
         downtimeMs: number;

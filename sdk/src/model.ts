@@ -181,4 +181,6 @@ export interface MigrationSummary {
   /** Whether the end of the copy ran in post-copy mode. */
   postcopy?: boolean;
   error?: { code: string; message: string; data?: Record<string, unknown> };
+  /** Steps that failed after the VM resumed on its destination (see the 'warning' event); the VM stayed there. */
+  warnings?: Array<{ step: string; code: string; message: string; data?: Record<string, unknown> }>;
 }

@@ -45,6 +45,8 @@ export function describeEvent(event: MigrationEvent): string {
       return `resumed on ${event.host}`;
     case 'announced':
       return `announced on ${event.host} in ${event.ms} ms`;
+    case 'warning':
+      return `warning: ${event.step} failed (${event.phase}), the VM stays on its destination: ${event.error.code}: ${event.error.message}`;
     case 'completed':
       return `completed: downtime ${event.downtimeMs} ms, total ${(event.totalTimeMs / 1000).toFixed(2)} s, ${mib(event.bytes)} sent in ${event.rounds} rounds, control plane ${event.controlPlaneMs} ms`;
     case 'failed':

@@ -333,13 +333,14 @@ export class MigrationOrchestrator {
       summary.phase = 'announce';
       if (hooks.announce.isUsed()) {
         const announceAt = performance.now();
-        await this.afterResume('announce', () => hooks.announce.promise(ctx));
-        this.emit(run, { type: 'announced', host: destination.info.name, ms: Math.round(performance.now() - announceAt) });
+        if (await this.afterResume(run, 'announce', () => hooks.announce.promise(ctx))) {
+          this.emit(run, { type: 'announced', host: destination.info.name, ms: Math.round(performance.now() - announceAt) });
+        }
       }
       summary.phase = 'cleanup';
-      await this.afterResume('commit on destination', () => destination.link.commitIncoming(vm.name));
-      await this.afterResume('stop source process', () => source.link.finishOutgoing(vm.name));
-      await this.afterResume('cleanup hooks', () => hooks.cleanup.promise(ctx));
+      await this.afterResume(run, 'commit on destination', () => destination.link.commitIncoming(vm.name));
+      await this.afterResume(run, 'stop source process', () => source.link.finishOutgoing(vm.name));
+      await this.afterResume(run, 'cleanup hooks', () => hooks.cleanup.promise(ctx));
 
       const moved = await this.movedVm(vm, destination);
       this.deps.inventory.putVm(moved);
@@ -402,12 +403,26 @@ export class MigrationOrchestrator {
     this.emit(run, { type: 'policy', action: decision.action, reason: decision.reason, ...(decision.values ? { values: decision.values } : {}) });
   }
 
-  /** Failures after the destination runs are logged: the VM must not be rolled back then. */
-  private async afterResume(step: string, action: () => Promise<unknown>): Promise<void> {
+  /**
+   * A step after the destination runs. Its failure must not roll the VM back (it
+   * would then run on two hosts): it becomes a 'warning' event and a warning in the
+   * summary, and the migration goes on. Returns whether the step succeeded.
+   */
+  private async afterResume(run: Running, step: string, action: () => Promise<unknown>): Promise<boolean> {
     try {
       await action();
+      return true;
     } catch (err) {
-      this.deps.logger.warn(`${step} failed after the VM resumed on its destination`, { error: (err as Error).message });
+      const error =
+        err instanceof MotusError
+          ? err
+          : new MotusError('MOTUS_E_AFTER_SWITCHOVER', `${step} failed after the VM resumed on its destination: ${(err as Error)?.message ?? String(err)}`, { step });
+      const phase = run.summary.phase ?? 'cleanup';
+      (run.summary.warnings ??= []).push({ step, ...error.toJSON() });
+      this.deps.inventory.putMigration(run.summary);
+      this.emit(run, { type: 'warning', phase, step, error: error.toJSON() });
+      this.deps.logger.warn(`${step} failed after the VM resumed on its destination`, { migration: run.summary.id, code: error.code, error: error.message });
+      return false;
     }
   }
 

@@ -1,6 +1,6 @@
 import { expect } from 'chai';
 import { firstValueFrom, toArray } from 'rxjs';
-import { API_VERSION, definePlugin, isMotusError, type MigrationEvent, type MigrationHookContext } from '@motus/sdk';
+import { API_VERSION, definePlugin, isMotusError, MotusError, type MigrationEvent, type MigrationHookContext } from '@motus/sdk';
 import { createEmbeddedPlatform, type EmbeddedPlatform, type PluginSource } from '@motus/core';
 import { tempDir } from '../../support/index.js';
 import { createFakeWorld, fakeHypervisorPlugin, fakeSpec, type FakeWorld } from '../support/fake-hypervisor.js';
@@ -199,6 +199,49 @@ describe('migration hooks', () => {
       expect(summary.state).to.equal('completed');
       expect(calls).to.deep.equal(['validate vm1', 'validate vm1', 'prepare', 'switchover source=paused', 'cleanup']);
       expect(world.launched[0]!.tuning?.capabilities?.['pause-before-switchover']).to.equal(true);
+    } finally {
+      await platform.stop();
+      dir.remove();
+    }
+  });
+
+  it('an announce or cleanup step that fails after the destination runs is a coded warning; the VM stays on the destination', async () => {
+    const world = createFakeWorld();
+    const net = definePlugin({
+      name: 'test-net',
+      version: '1.0.0',
+      apiVersion: API_VERSION,
+      provides: [],
+      roles: ['server'],
+      setup(ctx) {
+        ctx.hooks.announce.tapPromise('test-net', async () => {
+          throw new MotusError('MOTUS_E_NET_RELOCATION_UNCONFIRMED', 'MAC 52:54:00:00:00:01 is not reached through host-b by host-c', { mac: '52:54:00:00:00:01' });
+        });
+        ctx.hooks.cleanup.tapPromise('test-net', async () => {
+          throw new Error('port release refused');
+        });
+      },
+    });
+    const { platform, dir } = await platformWith(world, [{ definition: net }]);
+    try {
+      await platform.startVm(fakeSpec('vm1'), 'host-a');
+      const handle = await platform.migrate({ vm: 'vm1', destination: 'host-b' });
+      const events = await firstValueFrom(handle.events$.pipe(toArray()));
+      const types = events.map((e) => e.type).filter((t) => t !== 'progress');
+      expect(types.slice(-5)).to.deep.equal(['switchover', 'resumed', 'warning', 'warning', 'completed']);
+      expect(types, 'no announced event when the confirmation failed').not.to.include('announced');
+      const warnings = events.filter((e): e is Extract<MigrationEvent, { type: 'warning' }> => e.type === 'warning');
+      expect(warnings.map((w) => [w.phase, w.step, w.error.code])).to.deep.equal([
+        ['announce', 'announce', 'MOTUS_E_NET_RELOCATION_UNCONFIRMED'],
+        ['cleanup', 'cleanup hooks', 'MOTUS_E_AFTER_SWITCHOVER'],
+      ]);
+      expect(warnings[1]!.error.message).to.include('port release refused');
+      const summary = await handle.done;
+      expect(summary.state).to.equal('completed');
+      expect(summary.warnings?.map((w) => w.code)).to.deep.equal(['MOTUS_E_NET_RELOCATION_UNCONFIRMED', 'MOTUS_E_AFTER_SWITCHOVER']);
+      expect((await platform.migrations()).find((m) => m.id === handle.id)?.warnings).to.have.length(2);
+      const vm = (await platform.vms()).find((v) => v.name === 'vm1')!;
+      expect([vm.host, vm.state]).to.deep.equal(['host-b', 'running']);
     } finally {
       await platform.stop();
       dir.remove();

@@ -209,6 +209,9 @@ export class TaskService {
       case 'cancelled':
         this.deps.audit.append({ ...entry, outcome: 'cancelled' });
         return;
+      case 'warning':
+        this.deps.audit.append({ ...entry, outcome: event.error.code, detail: { phase: event.phase, step: event.step, message: event.error.message } });
+        return;
       default:
         this.deps.audit.append({ ...entry, outcome: 'ok', detail: { phase: event.type } });
     }
