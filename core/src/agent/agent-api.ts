@@ -41,6 +41,7 @@ export function createAgentApi(agent: HostAgent, token: string, logger: Logger):
     .route('POST', '/v1/vms/:name/cancel', async ({ params }) => agent.cancelMigration(vmName(params)))
     .route('GET', '/v1/vms/:name/state', async ({ params }) => ({ state: await agent.runState(vmName(params)) }))
     .route('POST', '/v1/vms/:name/resume', async ({ params }) => agent.resume(vmName(params)))
+    .route('POST', '/v1/vms/:name/announce', async ({ params }) => agent.announce(vmName(params)))
     .route('POST', '/v1/vms/:name/commit-incoming', async ({ params }) => agent.commitIncoming(vmName(params)))
     .route('POST', '/v1/vms/:name/abort-incoming', async ({ params }) => agent.abortIncoming(vmName(params)))
     .route('POST', '/v1/vms/:name/finish-outgoing', async ({ params }) => agent.finishOutgoing(vmName(params)))

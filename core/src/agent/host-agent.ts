@@ -72,6 +72,8 @@ interface VmRecord {
   leaseQueue: Promise<unknown>;
   /** Running while an outgoing VM that lost its server settles its ownership. */
   settling?: Promise<void>;
+  /** Network providers told this VM is moving away (their switchover support). */
+  moving?: NetworkProvider[];
 }
 
 /** A sample repeats this often while the source waits at switchover, so the server can tell a live stream from a cut link. */
@@ -200,11 +202,21 @@ export class HostAgent implements HostLink {
     const vm = this.get(name);
     if (vm.role !== 'running') throw new MotusError('MOTUS_E_VM_BUSY', `VM ${name} is already ${vm.role} on ${this.name}`, { vm: name });
     vm.role = 'outgoing';
+    try {
+      await this.moveStarted(name, vm);
+    } catch (err) {
+      vm.role = 'running';
+      throw err;
+    }
+    let left = false;
     // Status changes wake the sampler at once, so a pause before switchover is
     // reported without waiting for the next sampling tick.
     let wake: (() => void) | undefined;
     const statusWatch = vm.handle.events$.subscribe({
       next: (event) => {
+        // The switch must learn of the stop at once (not at the server's next step):
+        // every frame it hands the stopped VM from then on is lost with the process.
+        if (event.type === 'stopped') for (const net of vm.moving ?? []) net.migrationStopped?.(name, Date.parse(event.at));
         if (event.type === 'migration-status' || event.type === 'exited') wake?.();
       },
       error: () => wake?.(),
@@ -228,6 +240,8 @@ export class HostAgent implements HostLink {
         }
         // A consumer may stop at the terminal sample: the migration has ended by then.
         if (TERMINAL_STATUSES.has(progress.status)) settled = true;
+        // Before the yield: a consumer that stops at this sample never resumes us.
+        if (progress.status === 'completed') left = true;
         yield progress;
         if (TERMINAL_STATUSES.has(progress.status)) {
           if (progress.status !== 'completed') vm.role = 'running';
@@ -266,7 +280,22 @@ export class HostAgent implements HostLink {
       // Fencing rule S1: the server's stream ended before the migration did (the
       // server died, or cut the stream, or gave up): the source settles by itself.
       if (!settled && vm.role === 'outgoing' && this.vms.get(name) === vm) this.settleOutgoing(name, vm, 'the server stopped following the migration');
+      // Else the move's end is known: a migration QEMU completed keeps the switch's
+      // holds until the MAC moves (or a rollback's resume gives them back).
+      else this.moveEnded(name, vm, left);
     }
+  }
+
+  private async moveStarted(name: string, vm: VmRecord): Promise<void> {
+    const providers = new Set<NetworkProvider>();
+    for (const nic of vm.spec.nics ?? []) providers.add(await this.networkFor(nic.network));
+    vm.moving = [...providers];
+    for (const net of vm.moving) net.migrationStarted?.(name);
+  }
+
+  private moveEnded(name: string, vm: VmRecord, left: boolean): void {
+    for (const net of vm.moving ?? []) net.migrationEnded?.(name, left);
+    if (!left) vm.moving = undefined;
   }
 
   async continueMigration(name: string): Promise<void> {
@@ -309,7 +338,13 @@ export class HostAgent implements HostLink {
     const vm = this.get(name);
     await this.holdLease(name, vm);
     await vm.handle.resume();
+    // A rollback: frames the switch held for the move go back to this copy.
+    if (vm.role === 'outgoing' || vm.moving) this.moveEnded(name, vm, false);
     vm.role = 'running';
+  }
+
+  async announce(name: string): Promise<void> {
+    await this.get(name).handle.announce?.();
   }
 
   async commitIncoming(name: string): Promise<void> {
@@ -413,6 +448,7 @@ export class HostAgent implements HostLink {
         if (!progress) return;
         if (progress.status === 'completed') {
           log.warn('settled: the VM state went to the destination; the source stays stopped', { vm: name });
+          this.moveEnded(name, vm, true);
           return;
         }
         try {
@@ -431,10 +467,12 @@ export class HostAgent implements HostLink {
         if (status === 'completed') {
           // Only possible without a lease to move (nothing held the destination back).
           log.warn('settled: the migration completed while cancelling; the source stays stopped', { vm: name });
+          this.moveEnded(name, vm, true);
           return;
         }
         const state = await vm.handle.runState().catch(() => 'absent' as const);
         if (state !== 'running' && state !== 'absent') await vm.handle.resume();
+        this.moveEnded(name, vm, false);
         vm.role = 'running';
         log.warn('settled: the source holds the lease and runs the VM again', { vm: name });
         return;

@@ -55,6 +55,8 @@ export interface HostLink {
   /** The VM's run state, or 'absent' when no process holds it on this host. */
   runState(name: string): Promise<VmRunState | 'absent'>;
   resume(name: string): Promise<void>;
+  /** Destination side after switchover: the VM's vNICs announce their MACs (a driver that cannot does nothing). */
+  announce(name: string): Promise<void>;
   /** Destination side after success: the VM is this host's now. */
   commitIncoming(name: string): Promise<void>;
   /** Destination side after failure: stop the incoming process. */

@@ -104,6 +104,9 @@ export class HttpHostLink implements HostLink {
   async resume(name: string): Promise<void> {
     await this.call('POST', this.vmPath(name, 'resume'), {});
   }
+  async announce(name: string): Promise<void> {
+    await this.call('POST', this.vmPath(name, 'announce'), {});
+  }
   async commitIncoming(name: string): Promise<void> {
     await this.call('POST', this.vmPath(name, 'commit-incoming'), {});
   }

@@ -331,6 +331,9 @@ export class MigrationOrchestrator {
       this.emit(run, { type: 'resumed', host: destination.info.name });
 
       summary.phase = 'announce';
+      // QEMU announces by itself after an incoming migration; asking again at once
+      // costs a few RARPs and covers a driver that does not.
+      await this.afterResume(run, 'announce-self', () => destination.link.announce(vm.name));
       if (hooks.announce.isUsed()) {
         const announceAt = performance.now();
         if (await this.afterResume(run, 'announce', () => hooks.announce.promise(ctx))) {

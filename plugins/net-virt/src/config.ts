@@ -23,6 +23,12 @@ export const netVirtConfigSchema = z
     /** How long the announce step waits for every switch to reach a moved MAC through its new host. */
     announceTimeoutMs: z.number().int().min(100).default(10_000),
     announcePollMs: z.number().int().min(10).default(50),
+    /**
+     * How long the source switch holds frames for a VM stopped to move while its MAC
+     * has not yet shown up on the destination; 0 turns holding off (frames for the
+     * stopped VM go to its port and are lost with the source process, as with a plain switch).
+     */
+    switchoverHoldMs: z.union([z.literal(0), z.number().int().min(100).max(600_000)]).default(10_000),
   })
   .strict()
   .superRefine((config, ctx) => {

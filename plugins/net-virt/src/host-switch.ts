@@ -10,6 +10,7 @@ import type { NetVirtConfig } from './config.js';
 import { normalizeMac } from './ethernet.js';
 import { PcapWriter } from './pcap-writer.js';
 import { PortSocket } from './port-socket.js';
+import type { HoldCounters } from './switchover-hold.js';
 import { VirtualSwitch, type PortInfo, type UplinkCounters } from './virtual-switch.js';
 import { parseEndpoint, VxlanUplink, type Endpoint, type VxlanCounters } from './vxlan-uplink.js';
 
@@ -20,6 +21,8 @@ export interface HostSwitchFacts {
   ports: Array<PortInfo & { vm: string; nic: string; mac: string }>;
   uplink: (UplinkCounters & VxlanCounters & { peers: string[] }) | undefined;
   macTable: { entries: number; learned: number; moved: number; evicted: number; aged: number };
+  /** Frames held for VMs stopped here to move, delivered at their new location, dropped, redirected; holds still waiting. */
+  switchover: HoldCounters & { holding: number };
   /** The first MAC_FACTS_LIMIT entries (all of a small site's); the agent's 'mac-table' method returns every one. */
   macs: Array<{ vni: number; vlan: number; mac: string; location: string; ageMs: number }>;
 }
@@ -40,6 +43,7 @@ export class HostSwitch implements NetworkProvider {
   private readonly nics = new Map<string, { vm: string; nic: string; mac: string }>();
   private nextPort = 0;
   private sweeper: NodeJS.Timeout | undefined;
+  private holdTimer: NodeJS.Timeout | undefined;
 
   private constructor(
     readonly host: string,
@@ -70,6 +74,7 @@ export class HostSwitch implements NetworkProvider {
       macTableSize: config.macTableSize,
       macAgingMs: config.macAgingSeconds * 1000,
       queue: { maxFrames: config.portQueueFrames, maxBytes: config.portQueueBytes },
+      switchoverHoldMs: config.switchoverHoldMs,
       ...(uplink ? { uplink } : {}),
     });
     return new HostSwitch(host, config, sw, uplink, stateDir);
@@ -120,6 +125,31 @@ export class HostSwitch implements NetworkProvider {
     return normal === undefined ? undefined : this.sw.locate(normal, network);
   }
 
+  migrationStarted(vm: string): void {
+    for (const [portId, nic] of this.nics) if (nic.vm === vm) this.sw.recordPort(portId, nic.mac);
+  }
+
+  migrationStopped(vm: string, stoppedAt: number): void {
+    for (const [portId, nic] of this.nics) if (nic.vm === vm) this.sw.holdPort(portId, nic.mac, stoppedAt);
+    // Holds end when the MAC moves; this only expires the ones nobody ends.
+    this.holdTimer ??= setInterval(() => {
+      this.sw.expireHolds();
+      if (this.sw.holdsPending() === 0) {
+        clearInterval(this.holdTimer);
+        this.holdTimer = undefined;
+      }
+    }, 250);
+    this.holdTimer.unref();
+  }
+
+  migrationEnded(vm: string, left: boolean): void {
+    for (const [portId, nic] of this.nics) {
+      if (nic.vm !== vm) continue;
+      if (left) this.sw.stopRecording(portId);
+      else this.sw.releasePort(portId);
+    }
+  }
+
   /** Records a port's frames (both directions) or the uplink's inner frames to a pcap file for `durationMs`. */
   async capture(target: string, path: string, durationMs: number, signal?: AbortSignal): Promise<CaptureResult> {
     if (!(durationMs > 0 && durationMs <= MAX_CAPTURE_MS)) {
@@ -154,6 +184,7 @@ export class HostSwitch implements NetworkProvider {
       ports: this.sw.portInfo().map((p) => ({ ...p, ...this.nics.get(p.id)! })),
       uplink: this.uplink ? { peers: [...this.uplink.peers()], ...this.sw.uplinkStats(), ...this.uplink.stats() } : undefined,
       macTable: { entries: sum('entries'), learned: sum('learned'), moved: sum('moved'), evicted: sum('evicted'), aged: sum('aged') },
+      switchover: this.sw.holdStats(),
       macs: this.sw.macEntries().slice(0, MAC_FACTS_LIMIT),
     };
   }
@@ -161,6 +192,8 @@ export class HostSwitch implements NetworkProvider {
   async stop(): Promise<void> {
     if (this.sweeper) clearInterval(this.sweeper);
     this.sweeper = undefined;
+    if (this.holdTimer) clearInterval(this.holdTimer);
+    this.holdTimer = undefined;
     for (const [portId, socket] of [...this.sockets]) {
       this.sockets.delete(portId);
       this.sw.removePort(portId);

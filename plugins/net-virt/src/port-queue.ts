@@ -104,6 +104,22 @@ export class PortQueue {
     }
   }
 
+  /** Removes the frames still waiting that `wanted` picks, in order; they were never written. */
+  takePending(wanted: (frame: Buffer) => boolean): Buffer[] {
+    const taken: Buffer[] = [];
+    const kept: Buffer[] = [];
+    for (let i = this.head; i < this.queue.length; i++) {
+      const frame = this.queue[i]!;
+      if (wanted(frame)) {
+        taken.push(frame);
+        this.queuedBytes -= frame.length;
+      } else kept.push(frame);
+    }
+    this.queue = kept;
+    this.head = 0;
+    return taken;
+  }
+
   stats(): PortQueueCounters {
     return { ...this.counters, queuedFrames: this.queue.length - this.head, queuedBytes: this.queuedBytes };
   }

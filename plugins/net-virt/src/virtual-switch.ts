@@ -5,9 +5,10 @@
  * interface, so the logic is tested without sockets.
  */
 import { encodeFrame } from './frame-codec.js';
-import { isGroupAddress, parseEthernet, popVlanTag, pushVlanTag } from './ethernet.js';
+import { isGroupAddress, macToString, parseEthernet, popVlanTag, pushVlanTag } from './ethernet.js';
 import { MacTable, type MacTableStats } from './mac-table.js';
 import { PortQueue, type FrameSink, type PortQueueCounters, type PortQueueLimits } from './port-queue.js';
+import { holdKey, SwitchoverHolds, type HoldCounters } from './switchover-hold.js';
 
 export interface NetworkDefinition {
   name: string;
@@ -30,6 +31,8 @@ export interface SwitchOptions {
   macTableSize: number;
   macAgingMs: number;
   queue: PortQueueLimits;
+  /** How long frames for a VM stopped to move are held while its MAC has not shown up elsewhere (default 10 s; 0: never held, as a plain switch). */
+  switchoverHoldMs?: number;
   uplink?: UplinkTransport;
   now?: () => number;
 }
@@ -68,6 +71,8 @@ interface Port {
 }
 
 const segmentKey = (vni: number, vlan: number) => `${vni}/${vlan}`;
+/** Sent frames are remembered this long while a VM's migration runs: far more than the hypervisor's stop event takes to arrive. */
+const RECORD_MS = 2_000;
 
 export class VirtualSwitch {
   private readonly networks = new Map<string, NetworkDefinition>();
@@ -77,8 +82,14 @@ export class VirtualSwitch {
   private readonly tables = new Map<number, MacTable>();
   private readonly uplinkCounters: UplinkCounters = { txFrames: 0, txBytes: 0, rxFrames: 0, rxBytes: 0, rxUnknownSegment: 0, rxDropped: 0 };
   private readonly uplinkTaps = new Set<FrameTap>();
+  private readonly holds: SwitchoverHolds;
 
   constructor(private readonly options: SwitchOptions) {
+    const holdMs = options.switchoverHoldMs ?? 10_000;
+    this.holds = new SwitchoverHolds(
+      { maxFrames: options.queue.maxFrames, maxBytes: options.queue.maxBytes, recordMs: RECORD_MS, holdMs, redirectMs: holdMs },
+      options.now ?? Date.now,
+    );
     for (const network of options.networks) {
       this.networks.set(network.name, network);
       const key = segmentKey(network.vni, network.vlan ?? 0);
@@ -155,7 +166,12 @@ export class VirtualSwitch {
     const vlan = port.network.vlan ?? 0;
     const table = this.tables.get(vni)!;
     table.learn(eth.src, vlan, `local:${id}`);
-    const target = isGroupAddress(frame) ? undefined : table.lookup(eth.dst, vlan);
+    const group = isGroupAddress(frame);
+    if (this.holds.active) {
+      this.relearned(vni, vlan, eth.src, `local:${id}`);
+      if (!group && this.holds.offer(holdKey(vni, vlan, eth.dst), frame)) return;
+    }
+    const target = group ? undefined : table.lookup(eth.dst, vlan);
     if (target === undefined) {
       for (const other of this.segments.get(segmentKey(vni, vlan))!) if (other !== port) this.deliver(other, frame);
       this.toUplinks(undefined, vni, vlan, frame);
@@ -186,14 +202,102 @@ export class VirtualSwitch {
     }
     const inner = eth.vlan === undefined ? frame : popVlanTag(frame);
     table.learn(eth.src, vlan, `uplink:${peer}`);
-    const target = isGroupAddress(frame) ? undefined : table.lookup(eth.dst, vlan);
-    // Split horizon: the uplinks form a full mesh, so nothing goes back out of one.
+    const group = isGroupAddress(frame);
+    if (this.holds.active) {
+      this.relearned(vni, vlan, eth.src, `uplink:${peer}`);
+      if (!group && this.holds.offer(holdKey(vni, vlan, eth.dst), inner)) return;
+    }
+    const target = group ? undefined : table.lookup(eth.dst, vlan);
+    // Split horizon: the uplinks form a full mesh, so nothing goes back out of one —
+    // except a frame for a MAC that just moved from here to another host, which a
+    // peer that has not yet seen the move still sends here.
     if (target === undefined) {
       for (const port of members) this.deliver(port, inner);
     } else if (target.startsWith('local:')) {
       const port = this.ports.get(target.slice(6));
       if (port) this.deliver(port, inner);
+    } else if (this.holds.active && target !== `uplink:${peer}`) {
+      const to = this.holds.redirect(holdKey(vni, vlan, eth.dst));
+      if (to === target) this.toUplinks(to.slice(7), vni, vlan, inner);
     }
+  }
+
+  /**
+   * The VM on `portId` (whose vNIC has `mac`) is about to be migrated away:
+   * remember the unicast frames handed to the port, so the ones it will not read
+   * once stopped can be delivered again.
+   */
+  recordPort(portId: string, mac: string): void {
+    const port = this.ports.get(portId);
+    if (port && this.options.switchoverHoldMs !== 0) this.holds.startRecording(portId, holdKey(port.network.vni, port.network.vlan ?? 0, mac));
+  }
+
+  /**
+   * The VM on `portId` stopped at `since` (ms since the epoch, the hypervisor's
+   * clock) for its switchover: frames for `mac` handed to the port since then or
+   * still queued for it, and those arriving from now on, wait until the MAC shows
+   * up on another port or uplink, and go there.
+   */
+  holdPort(portId: string, mac: string, since: number): void {
+    const port = this.ports.get(portId);
+    if (!port || this.options.switchoverHoldMs === 0) return;
+    const vni = port.network.vni;
+    const vlan = port.network.vlan ?? 0;
+    const pending = port.queue.takePending((frame) => frame.length >= 6 && (frame[0]! & 1) === 0 && macToString(frame, 0) === mac);
+    this.holds.hold(portId, { vni, vlan, mac }, since, pending);
+  }
+
+  /** The VM left without a stop being reported (or recording was never needed): forget what was remembered. */
+  stopRecording(portId: string): void {
+    this.holds.stopRecording(portId);
+  }
+
+  /** The VM stays on `portId` (its migration failed or was cancelled): what was held for it goes to it now. */
+  releasePort(portId: string): void {
+    for (const hold of this.holds.release(portId)) {
+      const port = this.ports.get(portId);
+      if (!port) {
+        this.holds.countDropped(hold.frames.length);
+        continue;
+      }
+      for (const frame of hold.frames) this.deliver(port, frame);
+      this.holds.countRedelivered(hold.frames.length);
+    }
+  }
+
+  /** Ends holds nobody resolved in time: their frames go where the table now reaches the MAC, or are dropped. */
+  expireHolds(): void {
+    for (const hold of this.holds.expired()) {
+      const location = this.tables.get(hold.vni)?.lookup(hold.mac, hold.vlan);
+      if (location === undefined || !this.sendTo(location, hold.vni, hold.vlan, hold.frames)) this.holds.countDropped(hold.frames.length);
+      else this.holds.countRedelivered(hold.frames.length);
+    }
+  }
+
+  /** How many holds are waiting for their MAC to move. */
+  holdsPending(): number {
+    return this.holds.holding;
+  }
+
+  holdStats(): HoldCounters & { holding: number } {
+    return { ...this.holds.counters, holding: this.holds.holding };
+  }
+
+  private relearned(vni: number, vlan: number, mac: string, location: string): void {
+    const frames = this.holds.learned(holdKey(vni, vlan, mac), location);
+    if (frames && !this.sendTo(location, vni, vlan, frames)) this.holds.countDropped(frames.length);
+  }
+
+  /** Delivers frames, in order, to a table location; false when it no longer exists. */
+  private sendTo(location: string, vni: number, vlan: number, frames: Buffer[]): boolean {
+    if (location.startsWith('uplink:')) {
+      for (const frame of frames) this.toUplinks(location.slice(7), vni, vlan, frame);
+      return true;
+    }
+    const port = this.ports.get(location.slice(6));
+    if (!port) return false;
+    for (const frame of frames) this.deliver(port, frame);
+    return true;
   }
 
   /** Where the switch reaches `mac`, in the network's table; any network when none is named. */
@@ -248,6 +352,9 @@ export class VirtualSwitch {
   }
 
   private deliver(port: Port, frame: Buffer): void {
+    if (this.holds.active && this.holds.isRecording(port.id) && (frame[0]! & 1) === 0) {
+      this.holds.recorded(port.id, holdKey(port.network.vni, port.network.vlan ?? 0, macToString(frame, 0)), frame);
+    }
     for (const tap of port.taps) tap(frame, 'tx');
     port.queue.offer(frame);
   }

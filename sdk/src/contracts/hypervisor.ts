@@ -140,6 +140,8 @@ export interface VmHandle {
    * from calc-dirty-rate, balloon from query-balloon); fields it cannot tell are absent.
    */
   guestStats?(): Promise<VmGuestStats>;
+  /** Optional: have every vNIC announce its MAC now (QEMU: announce-self RARPs), so switches relearn where the VM is. */
+  announce?(): Promise<void>;
   /** Orderly stop: ask the hypervisor to quit, then signals after graceMs. Idempotent. */
   stop(graceMs?: number): Promise<void>;
 }

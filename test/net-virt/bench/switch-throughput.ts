@@ -3,7 +3,7 @@
  * 1,500-byte frames: the Motus switch (its own process, QEMU stream framing on
  * unix sockets) against vde_switch (Debian vde2) driven by the same generator
  * through vde_plug (2-byte length framing on its stdin/stdout). Prints a table
- * with the ratio and writes build/bench/net-virt-switch.json.
+ * with the ratio and writes bench-results/net-virt-switch.json.
  *
  *   npx tsc -b test/net-virt && node test/dist/net-virt/bench/switch-throughput.js [frames-per-run]
  */
@@ -180,6 +180,6 @@ const ratios = [64, 1500].map((size) => {
   return { frameBytes: size, motusOverVde: m.framesPerSecond / v.framesPerSecond };
 });
 for (const r of ratios) console.log(`ratio Motus / vde_switch at ${r.frameBytes} bytes: ${r.motusOverVde.toFixed(2)}`);
-const outDir = join(repoRoot, 'build', 'bench');
+const outDir = join(repoRoot, 'bench-results');
 mkdirSync(outDir, { recursive: true });
 writeFileSync(join(outDir, 'net-virt-switch.json'), `${JSON.stringify({ at: new Date().toISOString(), results, ratios }, null, 2)}\n`);

@@ -11,7 +11,7 @@ export const SERVER_WORKLOAD = ['motus.ip=169.254.0.10/16', 'motus.tcp=server:70
 export const CLIENT_WORKLOAD = ['motus.ip=169.254.0.12/16', 'motus.tcp=client:169.254.0.10:7000:20'];
 
 /** An all-in-one site file with hv-qemu and net-virt, one VXLAN endpoint per host on loopback. */
-export function netSiteYaml(hosts: string[], vteps: Record<string, number>, announceTimeoutMs: number): string {
+export function netSiteYaml(hosts: string[], vteps: Record<string, number>, announceTimeoutMs: number, extra: Record<string, number> = {}): string {
   return `
 site: net-virt
 migration:
@@ -27,7 +27,8 @@ plugins:
       hosts:
 ${hosts.map((h) => `        ${h}: { vtep: '127.0.0.1:${vteps[h]}' }`).join('\n')}
       announceTimeoutMs: ${announceTimeoutMs}
-`;
+${Object.entries(extra).map(([k, v]) => `      ${k}: ${v}
+`).join('')}`;
 }
 
 export function kitVm(name: string, mac: string, workloads: string[]): VmSpec {
