@@ -34,3 +34,4 @@ export { planEvacuation, type EvacuationPlan } from './server/placement/evacuati
 export { planConvergence, chooseStreams, xbzrleProbeBytes, BYTES_PER_CHANNEL, type ConvergenceContext, type ConvergenceDecision, type ConvergencePlan, type StreamMode } from './server/convergence/convergence-plan.js';
 export { ConvergencePolicy, type ConvergenceState } from './server/convergence/convergence-policy.js';
 export { ConvergenceConfigSchema, type ConvergenceConfig } from './site/site-schema.js';
+export { mergePcaps, type PcapMergeResult } from './server/pcap-merge.js';

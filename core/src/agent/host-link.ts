@@ -68,7 +68,7 @@ export interface HostLink {
   /** Switchover: give up this host's storage leases of the VM's disks. */
   releaseStorage(name: string): Promise<void>;
   /** A plugin's agent-side method (PluginContext.handle). */
-  pluginCall(plugin: string, method: string, payload: unknown): Promise<unknown>;
+  pluginCall(plugin: string, method: string, payload: unknown, timeoutMs?: number): Promise<unknown>;
   /** The agent's metrics in the Prometheus text format (what its /metrics serves). */
   metrics(): Promise<string>;
 }

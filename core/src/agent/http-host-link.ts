@@ -122,8 +122,8 @@ export class HttpHostLink implements HostLink {
   async releaseStorage(name: string): Promise<void> {
     await this.call('POST', this.vmPath(name, 'release-storage'), {});
   }
-  async pluginCall(plugin: string, method: string, payload: unknown): Promise<unknown> {
-    const { result } = await this.call<{ result: unknown }>('POST', `/v1/plugins/${encodeURIComponent(plugin)}/${encodeURIComponent(method)}`, { payload });
+  async pluginCall(plugin: string, method: string, payload: unknown, timeoutMs?: number): Promise<unknown> {
+    const { result } = await this.call<{ result: unknown }>('POST', `/v1/plugins/${encodeURIComponent(plugin)}/${encodeURIComponent(method)}`, { payload }, timeoutMs);
     return result;
   }
 

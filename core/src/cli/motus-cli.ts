@@ -7,6 +7,7 @@ import { clusterCommand, hostCommand, rankingText } from './placement-commands.j
 import { adminCommand, auditCommand, parseAt, schedulesCommand, tasksCommand } from './task-commands.js';
 import { readClientFile } from '../daemon/state-files.js';
 import { describeEvent, mib, progressLine, table } from './format.js';
+import { netCommand } from './net-commands.js';
 
 export interface CliIo {
   stdout: NodeJS.WritableStream & { isTTY?: boolean; columns?: number };
@@ -53,6 +54,9 @@ const USAGE = `motus — drive a Motus site
   motus whoami                                  the token's user and role
   motus cancel ID                               same as motus migrate cancel
   motus events                                  follow the site's events
+  motus net show                                every switch: ports (frames, bytes, drops, queued), uplink, MAC table size
+  motus net capture NETWORK|PORT|uplink --out FILE --duration S [--host H]
+                                                pcap of a network (every host, or H), a port <vm>.<nic>, or H's uplink
 
 Options: --json (one JSON object per line for streams), --state DIR | MOTUS_STATE,
          --url URL --token T | MOTUS_URL MOTUS_TOKEN. Every request acts as the token's user.`;
@@ -109,6 +113,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         initrd: { type: 'string' },
         append: { type: 'string' },
         spec: { type: 'string' },
+        out: { type: 'string' },
+        duration: { type: 'string' },
         at: { type: 'string' },
         cron: { type: 'string' },
         pattern: { type: 'string' },
@@ -220,6 +226,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         return await schedulesCommand(context);
       case 'audit':
         return await auditCommand(context);
+      case 'net':
+        return await netCommand(context);
       case 'user':
       case 'users':
       case 'token':

@@ -148,6 +148,11 @@ export class PluginHost {
     return this.method(plugin, method).handler(payload);
   }
 
+  /** Names of the loaded plugins whose manifest declares `token` in `provides` (on the server too, for agent contracts). */
+  providersOf(token: Token<unknown>): string[] {
+    return this.loaded.filter((p) => p.definition.provides.includes(token)).map((p) => p.definition.name);
+  }
+
   pluginNames(): string[] {
     return this.loaded.map((p) => p.definition.name);
   }

@@ -1,4 +1,5 @@
 import { z } from 'zod';
+import { MAX_NET_CAPTURE_MS } from './network-service.js';
 import { MotusError } from '@motus/sdk';
 import { tagSchema } from '../kernel/request-schemas.js';
 import { ROLES } from './identity/roles.js';
@@ -33,6 +34,14 @@ export const UserRequestSchema = z
   .object({
     name: z.string().regex(/^[a-z][a-z0-9._-]{0,31}$/, 'lowercase letters, digits, dot, dash, underscore; at most 32, starting with a letter'),
     role: z.enum(ROLES as [string, ...string[]]),
+  })
+  .strict();
+
+export const NetCaptureRequestSchema = z
+  .object({
+    target: z.string().min(1).max(200),
+    host: z.string().min(1).optional(),
+    durationMs: z.number().int().min(1).max(MAX_NET_CAPTURE_MS),
   })
   .strict();
 

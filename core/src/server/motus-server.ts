@@ -5,6 +5,7 @@ import type { DependencyContainer } from 'tsyringe';
 import {
   CpuCompatPolicyToken,
   MotusError,
+  NetworkProviderToken,
   TERMINAL_MIGRATION_EVENTS,
   type HostEvent,
   type HostInfo,
@@ -33,6 +34,7 @@ import { IdentityStore } from './identity/identity-store.js';
 import { Inventory } from './inventory.js';
 import { MigrationOrchestrator, withTimeout } from './migration-orchestrator.js';
 import { PlacementService } from './placement/placement-service.js';
+import { NetworkService } from './network-service.js';
 import { ScheduleService } from './schedules/schedule-service.js';
 import { ScheduleStore } from './schedules/schedule-store.js';
 import { MigrationResources, type LimitsSite } from './tasks/migration-resources.js';
@@ -87,6 +89,8 @@ export class MotusServer implements Platform {
   readonly tasks: TaskService;
   readonly schedules: ScheduleService;
   readonly placement: PlacementService;
+  /** `motus net`: switch counters and captures through the network plugin's agent methods. */
+  readonly network: NetworkService;
   private readonly limitsSite: LimitsSite;
   private readonly heartbeat: NodeJS.Timeout;
   private readonly meters: ServerMetrics;
@@ -111,6 +115,11 @@ export class MotusServer implements Platform {
       host: (name) => this.hostEntries.get(name),
       publish: (event) => this.publishMigrationEvent(event),
       vmMoved: (vm, from, migrationId) => this.vmMoved(vm, from, migrationId),
+    });
+    this.network = new NetworkService({
+      hosts: () => [...this.hostEntries.values()],
+      vms: () => inventory.vms(),
+      plugins: plugins.providersOf(NetworkProviderToken),
     });
     const db = inventory.database;
     this.limitsSite = options.limits ?? { hosts: [], networks: [], datastores: [], tasks: TasksConfigSchema.parse({}) };

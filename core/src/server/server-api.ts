@@ -6,7 +6,7 @@ import { consoleDir, StaticFiles } from '../http/static-files.js';
 import { parseMigrationRequest, parseRequest, StartVmRequestSchema } from '../kernel/request-schemas.js';
 import { httpMetrics } from '../metrics/http-metrics.js';
 import { toCsv, toJsonLines } from './audit/audit-export.js';
-import { parseAuditParams, VmTagsSchema, ScheduleRequestSchema, SchedulePatchSchema, TaskRequestSchema, TokenRequestSchema, UserRequestSchema } from './api-schemas.js';
+import { NetCaptureRequestSchema, parseAuditParams, VmTagsSchema, ScheduleRequestSchema, SchedulePatchSchema, TaskRequestSchema, TokenRequestSchema, UserRequestSchema } from './api-schemas.js';
 import { requireRole, type Principal } from './identity/roles.js';
 import type { MotusServer } from './motus-server.js';
 import { addPlacementRoutes } from './placement-api.js';
@@ -92,6 +92,8 @@ export function createServerApi(server: MotusServer, options: ServerApiOptions):
       },
       as('operator'),
     )
+    .route('GET', '/v1/net', async () => server.network.stats())
+    .route('POST', '/v1/net/capture', async ({ body }) => server.network.capture(parseRequest(NetCaptureRequestSchema, body ?? {}, 'capture request')), as('operator'))
     .route('GET', '/v1/migrations', async () => server.migrations())
     .route(
       'POST',

@@ -32,9 +32,12 @@ const MAC_FACTS_LIMIT = 256;
 export interface CaptureResult {
   path: string;
   frames: number;
+  truncated: number;
 }
 
 const MAX_CAPTURE_MS = 3_600_000;
+/** A capture file stops growing here (frames past it are counted, not written). */
+export const MAX_CAPTURE_BYTES = 64 << 20;
 
 export class HostSwitch implements NetworkProvider {
   readonly kind = 'net-virt';
@@ -150,16 +153,24 @@ export class HostSwitch implements NetworkProvider {
     }
   }
 
-  /** Records a port's frames (both directions) or the uplink's inner frames to a pcap file for `durationMs`. */
+  /**
+   * Records to a pcap file for `durationMs`: a port's frames (both directions), the
+   * uplink's inner frames ('uplink'), or every frame the local ports of a network
+   * send ('network:<name>', each frame once).
+   */
   async capture(target: string, path: string, durationMs: number, signal?: AbortSignal): Promise<CaptureResult> {
     if (!(durationMs > 0 && durationMs <= MAX_CAPTURE_MS)) {
       throw new MotusError('MOTUS_E_INVALID_REQUEST', `a capture lasts between 1 ms and ${MAX_CAPTURE_MS} ms, not ${durationMs}`, { durationMs });
     }
-    const where = target === 'uplink' ? ('uplink' as const) : { port: target };
-    if (where !== 'uplink' && !this.sw.hasPort(target)) {
-      throw new MotusError('MOTUS_E_NOT_FOUND', `no port ${target} on host ${this.host}; ports are <vm>.<nic>, or 'uplink'`, { target, host: this.host });
+    const network = target.startsWith('network:') ? target.slice(8) : undefined;
+    const where = target === 'uplink' ? ('uplink' as const) : network !== undefined ? { network } : { port: target };
+    if (network !== undefined && !this.sw.network(network)) {
+      throw new MotusError('MOTUS_E_NOT_FOUND', `no network ${network} on host ${this.host}`, { target, host: this.host });
     }
-    const writer = new PcapWriter(path);
+    if (where !== 'uplink' && network === undefined && !this.sw.hasPort(target)) {
+      throw new MotusError('MOTUS_E_NOT_FOUND', `no port ${target} on host ${this.host}; ports are <vm>.<nic>, 'uplink' or 'network:<name>'`, { target, host: this.host });
+    }
+    const writer = new PcapWriter(path, MAX_CAPTURE_BYTES);
     const untap = this.sw.tap(where, (frame) => writer.write(frame));
     await new Promise<void>((resolve) => {
       const timer = setTimeout(resolve, durationMs);
@@ -170,7 +181,7 @@ export class HostSwitch implements NetworkProvider {
     });
     untap();
     await writer.close();
-    return { path, frames: writer.frames };
+    return { path, frames: writer.frames, truncated: writer.truncated };
   }
 
   facts(): HostSwitchFacts {

@@ -1,6 +1,6 @@
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { definePlugin, MotusError, NetworkProviderToken } from '@motus/sdk';
+import { definePlugin, MotusError, NETWORK_CAPTURE_METHOD, NETWORK_STATS_METHOD, NetworkProviderToken, type SwitchCaptureAnswer, type SwitchCaptureCall } from '@motus/sdk';
 import { netVirtConfigSchema, type NetVirtConfig } from './config.js';
 import { HostSwitch } from './host-switch.js';
 import { confirmRelocation } from './relocation.js';
@@ -29,13 +29,6 @@ interface LocatePayload {
   network?: string;
 }
 
-interface CapturePayload {
-  target: string;
-  /** A file name; the capture is written in the plugin's captures folder on that host. */
-  name: string;
-  durationMs: number;
-}
-
 function payloadError(method: string, expected: string): MotusError {
   return new MotusError('MOTUS_E_INVALID_REQUEST', `net-virt ${method}: the payload must be ${expected}`, { method });
 }
@@ -59,16 +52,26 @@ export default definePlugin<NetVirtConfig>({
         if (typeof p?.mac !== 'string' || (p.network !== undefined && typeof p.network !== 'string')) throw payloadError('locate', '{ mac: string, network?: string }');
         return { host, location: hostSwitch.locateIn(p.mac, p.network) ?? null };
       });
-      ctx.handle('stats', async () => hostSwitch.facts());
+      ctx.handle(NETWORK_STATS_METHOD, async () => hostSwitch.facts());
       ctx.handle('mac-table', async () => hostSwitch.sw.macEntries());
-      ctx.handle('capture', async (payload) => {
-        const p = payload as Partial<CapturePayload> | null;
-        if (typeof p?.target !== 'string' || typeof p.name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(p.name) || typeof p.durationMs !== 'number') {
-          throw payloadError('capture', '{ target: string, name: a plain file name, durationMs: number }');
+      let captures = 0;
+      ctx.handle(NETWORK_CAPTURE_METHOD, async (payload): Promise<SwitchCaptureAnswer> => {
+        const p = payload as Partial<SwitchCaptureCall> | null;
+        const inline = p?.inline === true;
+        const name = p?.name ?? (inline ? `inline-${process.pid}-${captures++}.pcap` : undefined);
+        if (typeof p?.target !== 'string' || typeof name !== 'string' || !/^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$/.test(name) || typeof p.durationMs !== 'number' || (p.inline !== undefined && typeof p.inline !== 'boolean')) {
+          throw payloadError('capture', '{ target: string, durationMs: number, name: a plain file name (unless inline), inline?: boolean }');
         }
         // The server names the file only: an agent call must not write anywhere on the host.
         mkdirSync(join(ctx.stateDir, 'captures'), { recursive: true });
-        return hostSwitch.capture(p.target, join(ctx.stateDir, 'captures', p.name), p.durationMs);
+        const path = join(ctx.stateDir, 'captures', name);
+        const result = await hostSwitch.capture(p.target, path, p.durationMs);
+        if (!inline) return result;
+        try {
+          return { frames: result.frames, truncated: result.truncated, pcapBase64: readFileSync(path).toString('base64') };
+        } finally {
+          rmSync(path, { force: true });
+        }
       });
       if (!ctx.config.hosts[host] && Object.keys(ctx.config.hosts).length > 0) {
         ctx.logger.warn('this host has no VXLAN endpoint in the net-virt config: its switch has no uplink', { host });

@@ -34,8 +34,14 @@ export function pcapRecord(frame: Buffer, timeMs: number): Buffer {
 export class PcapWriter {
   private readonly stream: WriteStream;
   private frames_ = 0;
+  private bytes = 24;
+  /** Frames not written because the file reached maxBytes. */
+  truncated = 0;
 
-  constructor(readonly path: string) {
+  constructor(
+    readonly path: string,
+    private readonly maxBytes = Number.POSITIVE_INFINITY,
+  ) {
     this.stream = createWriteStream(path);
     this.stream.on('error', () => undefined);
     this.stream.write(pcapGlobalHeader());
@@ -46,8 +52,14 @@ export class PcapWriter {
   }
 
   write(frame: Buffer): void {
+    const record = pcapRecord(frame, performance.timeOrigin + performance.now());
+    if (this.bytes + record.length > this.maxBytes) {
+      this.truncated++;
+      return;
+    }
+    this.bytes += record.length;
     this.frames_++;
-    this.stream.write(pcapRecord(frame, performance.timeOrigin + performance.now()));
+    this.stream.write(record);
   }
 
   close(): Promise<void> {

@@ -82,6 +82,8 @@ export class VirtualSwitch {
   private readonly tables = new Map<number, MacTable>();
   private readonly uplinkCounters: UplinkCounters = { txFrames: 0, txBytes: 0, rxFrames: 0, rxBytes: 0, rxUnknownSegment: 0, rxDropped: 0 };
   private readonly uplinkTaps = new Set<FrameTap>();
+  /** Per network: taps that see every frame its local ports send (each frame once per switch). */
+  private readonly networkTaps = new Map<string, Set<FrameTap>>();
   private readonly holds: SwitchoverHolds;
 
   constructor(private readonly options: SwitchOptions) {
@@ -156,6 +158,7 @@ export class VirtualSwitch {
     port.rx.frames++;
     port.rx.bytes += frame.length;
     for (const tap of port.taps) tap(frame, 'rx');
+    if (this.networkTaps.size > 0) for (const tap of this.networkTaps.get(port.network.name) ?? []) tap(frame, 'rx');
     const eth = parseEthernet(frame);
     // An access port carries untagged frames only; a tag from a guest would let it hop VLANs.
     if (!eth || eth.vlan !== undefined || (frame[6]! & 1) === 1) {
@@ -317,7 +320,17 @@ export class VirtualSwitch {
     return removed;
   }
 
-  tap(target: { port: string } | 'uplink', fn: FrameTap): () => void {
+  tap(target: { port: string } | { network: string } | 'uplink', fn: FrameTap): () => void {
+    if (target !== 'uplink' && 'network' in target) {
+      if (!this.networks.has(target.network)) throw new RangeError(`no network ${target.network} on this switch`);
+      let set = this.networkTaps.get(target.network);
+      if (!set) this.networkTaps.set(target.network, (set = new Set()));
+      set.add(fn);
+      return () => {
+        set.delete(fn);
+        if (set.size === 0) this.networkTaps.delete(target.network);
+      };
+    }
     const set = target === 'uplink' ? this.uplinkTaps : this.ports.get(target.port)?.taps;
     if (!set) throw new RangeError(`no port ${(target as { port: string }).port} on this switch`);
     set.add(fn);

@@ -1,6 +1,7 @@
 import type { AuditEvent, HostEvent, MigrationEvent, VmEvent } from '../events.js';
 import type { HostInfo, MigrationRequest, MigrationSummary, VmInfo, VmSpec } from '../model.js';
 import { JsonHttpClient } from './json-http-client.js';
+import type { HostNetworkStats, NetCaptureRequest, NetCaptureResult } from '../contracts/network.js';
 import type {
   AuditQuery,
   AuditRecord,
@@ -36,6 +37,16 @@ export class MotusClient {
 
   hosts(): Promise<HostInfo[]> {
     return this.call('GET', '/v1/hosts');
+  }
+
+  /** Every host's switch: ports with their counters, uplink, MAC table size. */
+  netStats(): Promise<HostNetworkStats[]> {
+    return this.call('GET', '/v1/net');
+  }
+
+  /** Captures a port, an uplink or a network for `durationMs`; answers one pcap file (base64). */
+  netCapture(request: NetCaptureRequest): Promise<NetCaptureResult> {
+    return this.call('POST', '/v1/net/capture', request, 'json', request.durationMs + 60_000);
   }
 
   vms(): Promise<VmInfo[]> {
@@ -220,8 +231,8 @@ export class MotusClient {
     return this.stream<SiteEvent>('/v1/events', signal);
   }
 
-  private call<T>(method: string, path: string, body?: unknown, as: 'json' | 'text' = 'json'): Promise<T> {
-    return this.http.call<T>(method, path, body, { as });
+  private call<T>(method: string, path: string, body?: unknown, as: 'json' | 'text' = 'json', timeoutMs?: number): Promise<T> {
+    return this.http.call<T>(method, path, body, { as, ...(timeoutMs !== undefined ? { timeoutMs } : {}) });
   }
 
   /** Follows a stream until it ends; an abort by the caller ends it quietly. */

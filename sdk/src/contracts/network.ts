@@ -33,4 +33,76 @@ export interface NetworkProvider {
   migrationEnded?(vm: string, left: boolean): void;
 }
 
+/**
+ * The agent-side methods (PluginContext.handle) a plugin providing networks answers,
+ * so the server can show its switches (`motus net show`) and capture their traffic
+ * (`motus net capture`) without knowing the plugin.
+ */
+export const NETWORK_STATS_METHOD = 'stats';
+export const NETWORK_CAPTURE_METHOD = 'capture';
+
+/** One switch port's counters (what NETWORK_STATS_METHOD answers, per port). */
+export interface SwitchPortStats {
+  id: string;
+  network: string;
+  vm?: string;
+  nic?: string;
+  mac?: string;
+  connected: boolean;
+  counters: { rxFrames: number; rxBytes: number; rxDropped: number; txFrames: number; txBytes: number; dropped: number; queuedFrames: number };
+}
+
+/** One host's switch as NETWORK_STATS_METHOD answers it (a plugin may add fields). */
+export interface SwitchStats {
+  host: string;
+  networks: Array<{ name: string }>;
+  ports: SwitchPortStats[];
+  uplink?: { peers: string[]; txFrames: number; txBytes: number; rxFrames: number; rxBytes: number; rxDropped: number };
+  macTable: { entries: number };
+}
+
+/** NETWORK_CAPTURE_METHOD's payload: a port, 'uplink', or 'network:<name>' (every frame the network's local ports send). */
+export interface SwitchCaptureCall {
+  target: string;
+  durationMs: number;
+  /** Answer the capture itself (base64 libpcap) instead of leaving it on the host. */
+  inline?: boolean;
+  /** File name in the plugin's captures folder on that host (required unless inline). */
+  name?: string;
+}
+
+export interface SwitchCaptureAnswer {
+  path?: string;
+  frames: number;
+  /** Frames not written because the capture reached its size limit. */
+  truncated?: number;
+  pcapBase64?: string;
+}
+
+/** `GET /v1/net`: one entry per host and network plugin. */
+export interface HostNetworkStats {
+  host: string;
+  plugin: string;
+  switch?: SwitchStats;
+  /** Why that host's switch did not answer. */
+  error?: { code: string; message: string };
+}
+
+/** `POST /v1/net/capture`: a port `<vm>.<nic>`, `uplink` (needs `host`), or a network name (every host, or `host`). */
+export interface NetCaptureRequest {
+  target: string;
+  host?: string;
+  durationMs: number;
+}
+
+export interface NetCaptureResult {
+  target: string;
+  kind: 'port' | 'uplink' | 'network';
+  hosts: string[];
+  frames: number;
+  truncated: number;
+  /** One libpcap file (LINKTYPE_ETHERNET); several hosts' captures merged by time. */
+  pcapBase64: string;
+}
+
 export const NetworkProviderToken = createToken<NetworkProvider>('network.provider');
