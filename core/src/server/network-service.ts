@@ -66,7 +66,7 @@ export class NetworkService {
     } else if (vm) {
       [kind, agentTarget, on] = ['port', target, [request.host ?? vm.host]];
     } else {
-      const withNetwork = [...hosts.values()].filter((h) => networksOf(h.info, plugin).includes(target)).map((h) => h.info.name);
+      const withNetwork = [...hosts.values()].filter((h) => networksOf(h.info, plugin).includes(target)).map((h) => h.info.name).sort();
       if (withNetwork.length === 0) {
         throw new MotusError('MOTUS_E_NOT_FOUND', `no port (<vm>.<nic>) or network named ${target}; networks: ${[...new Set([...hosts.values()].flatMap((h) => networksOf(h.info, plugin)))].join(', ') || 'none'}`, { target });
       }
