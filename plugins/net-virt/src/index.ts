@@ -21,6 +21,7 @@ export { readPcap, type PcapPacket } from './pcap-reader.js';
 export { HostSwitch, type HostSwitchFacts, type CaptureResult } from './host-switch.js';
 export { confirmRelocation, type ConfirmOptions, type Disagreement } from './relocation.js';
 export { destinationVeto } from './destination-check.js';
+export { publishSwitchMetrics } from './switch-metrics.js';
 
 export const PLUGIN_NAME = '@motus/net-virt';
 

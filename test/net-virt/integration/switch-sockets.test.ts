@@ -1,10 +1,11 @@
 import { createConnection, type Socket } from 'node:net';
 import { createSocket, type Socket as UdpSocket } from 'node:dgram';
 import { expect } from 'chai';
-import { encodeFrame, encodeVxlan, FrameDecoder, HostSwitch, netVirtConfigSchema } from '@motus/net-virt';
+import { encodeFrame, encodeVxlan, FrameDecoder, HostSwitch, netVirtConfigSchema, publishSwitchMetrics } from '@motus/net-virt';
+import { MetricsRegistry } from '@motus/core';
 import { join } from 'node:path';
 import { isMotusError } from '@motus/sdk';
-import { tempDir, waitFor } from '../../support/index.js';
+import { parseExposition, tempDir, valueOf, waitFor } from '../../support/index.js';
 import { BROADCAST, ethFrame } from '../support/frames.js';
 import { prng } from '../../support/index.js';
 import { freeUdpPort } from '../support/udp.js';
@@ -102,6 +103,16 @@ describe('net-virt switch on real sockets: stalled ports and bad input', functio
     expect(facts['c.n0']!.dropped).to.be.greaterThan(10_000);
     expect(facts['c.n0']!.queuedFrames).to.be.at.most(64);
     expect(stalled).to.be.greaterThan(reading * 0.3);
+
+    // The same counters on the agent's /metrics, per port.
+    const registry = new MetricsRegistry();
+    publishSwitchMetrics(registry.forPlugin('@motus/net-virt'), sw.sw);
+    const metrics = parseExposition(await registry.exposition());
+    expect(valueOf(metrics, 'motus_vswitch_frames_total', { port: 'a.n0', network: 'prod', direction: 'rx' })).to.equal(25_000);
+    expect(valueOf(metrics, 'motus_vswitch_frames_total', { port: 'b.n0', network: 'prod', direction: 'tx' })).to.equal(25_000);
+    expect(valueOf(metrics, 'motus_vswitch_dropped_frames_total', { port: 'c.n0', network: 'prod', direction: 'tx' })).to.equal(facts['c.n0']!.dropped);
+    expect(valueOf(metrics, 'motus_vswitch_dropped_frames_total', { port: 'b.n0', network: 'prod', direction: 'tx' })).to.equal(0);
+    expect(valueOf(metrics, 'motus_vswitch_bytes_total', { port: 'a.n0', network: 'prod', direction: 'rx' })).to.equal(25_000 * 1500);
   });
 
   it('drops and counts empty, runt, oversize and cut-short frames, garbage and a desynchronised stream, and keeps forwarding', async () => {
