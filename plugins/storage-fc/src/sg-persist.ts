@@ -1,7 +1,7 @@
 /**
  * Persistent reservation commands on one FC path's block device, issued by
  * `sg_persist` (Debian sg3-utils) through the kernel's SG_IO pass-through.
- * PR IN answers come back as a hex dump of the parameter data (`--hex`), which
+ * PR IN answers come back as a hex dump of the parameter data (`--hex --hex`), which
  * the SDK's SCSI layer parses (`parseReadKeys`, `parseReadReservation`), the
  * same parsers the iSCSI initiator uses; sg_persist's exit status (sg3_utils'
  * SG_LIB_CAT_* categories) becomes the SDK's MOTUS_E_SCSI_* codes.
@@ -80,8 +80,9 @@ function scsiErr(code: 'MOTUS_E_SCSI_NOT_READY' | 'MOTUS_E_SCSI_MEDIUM_ERROR' | 
 }
 
 /**
- * The bytes of sg3_utils' hex dump (`hex2stdout`): each line is an offset then up
- * to 16 two-digit bytes, possibly followed by an ASCII column. Undefined when a
+ * The bytes of sg3_utils' hex dump (`hex2stdout` with an address column): each
+ * line is the offset then up to 16 two-digit bytes, an extra space after the
+ * eighth, possibly followed by an ASCII column. Undefined when a
  * line does not look like one (so garbage is a parse error, never made-up bytes).
  */
 export function parseHexDump(text: string): Buffer | undefined {
@@ -134,8 +135,9 @@ export class SgPersistDevice implements PersistentReservationDevice {
   }
 
   private async prIn(action: '--read-keys' | '--read-reservation', what: string): Promise<Buffer> {
-    // --no-inquiry: one command, and stdout holds only the dump.
-    const r = await this.run(['--in', action, '--hex', '--no-inquiry', this.device]);
+    // --hex twice: the whole parameter data (header included) as offset + bytes, no
+    // ASCII column; --no-inquiry: one command, and stdout holds only the dump.
+    const r = await this.run(['--in', action, '--hex', '--hex', '--no-inquiry', this.device]);
     const err = exitCodeError(r, this.device, what);
     if (err) throw err;
     const data = parseHexDump(r.stdout);
