@@ -105,6 +105,8 @@ export interface FcProviderOptions {
   logger: Logger;
   /** One path's node as a reservation device; sg_persist by default. */
   reservationDevice?: (device: string) => PersistentReservationDevice;
+  /** Rescans the SCSI hosts; the scan files by default (tests add what the kernel would find). */
+  rescanHosts?: typeof rescanFcHosts;
 }
 
 interface Lease extends FcLeaseFacts {
@@ -171,7 +173,7 @@ export class FcStorageProvider implements StorageProvider {
 
   /** Rescans this host's FC SCSI hosts, then reads sysfs again. */
   async rescan(): Promise<{ results: RescanResult[]; inventory: FcInventory }> {
-    const results = await rescanFcHosts(this.roots.sys, { timeoutMs: this.options.config.rescanTimeoutMs });
+    const results = await (this.options.rescanHosts ?? rescanFcHosts)(this.roots.sys, { timeoutMs: this.options.config.rescanTimeoutMs });
     this.lastRescan = { at: new Date().toISOString(), results };
     for (const r of results.filter((x) => !x.ok)) this.options.logger.warn('SCSI host rescan failed', { host: r.host, reason: r.reason });
     await this.scanning?.catch(() => undefined);

@@ -1,4 +1,7 @@
 import { expect } from 'chai';
+import { mkdtempSync, rmSync, statSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { isMotusError, type VmSpec } from '@motus/sdk';
 import { buildQemuArgv, escapeOptionValue, netdevId, runFiles } from '@motus/hv-qemu';
 
@@ -74,6 +77,26 @@ describe('hv-qemu argv builder', () => {
       'driver=raw,node-name=disk-data,file=proto-1,cache.direct=on,cache.no-flush=off,read-only=on',
     ]);
     expect(after(argv, '-device')).to.deep.equal(['virtio-blk-pci,id=root,drive=disk-root', 'virtio-blk-pci,id=data,drive=disk-data']);
+  });
+
+  it('opens a block device node outside /dev (a storage plugin\'s own device tree) with host_device', () => {
+    // /dev/null is a character device: still file; a block node anywhere is host_device (mknod needs root, so the test makes none).
+    const blockNode = ['/dev/loop0', '/dev/vda', '/dev/sda'].find((p) => {
+      try {
+        return statSync(p).isBlockDevice();
+      } catch {
+        return false;
+      }
+    });
+    const dir = mkdtempSync(join(tmpdir(), 'motus-argv-'));
+    try {
+      const link = join(dir, 'mpatha');
+      symlinkSync(blockNode ?? '/dev/null', link);
+      const argv = buildQemuArgv({ ...base, disks: [{ id: 'lun', path: link, format: 'raw' }] }, { runDir: '/r' }, 'tcg');
+      expect(after(argv, '-blockdev')[0]).to.match(new RegExp(`^driver=${blockNode ? 'host_device' : 'file'},node-name=proto-0,filename=${link}`));
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it('hands disk URIs (nfs://, iscsi://) to QEMU as -drive, which parses them', () => {
