@@ -101,7 +101,7 @@ export function exists(path: string): Read<'block' | 'file' | 'other'> {
 /** The canonical path of a sysfs object (class entries are symlinks into /sys/devices). */
 export function realPath(path: string): Read<string> {
   try {
-    return ok(realpathSync(path));
+    return ok(realpathSync.native(path));
   } catch (err) {
     return fail(`${path}: ${why(err)}`);
   }

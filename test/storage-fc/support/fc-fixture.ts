@@ -107,25 +107,42 @@ function pad(text: string, width: number): string {
 }
 
 export class TreeWriter {
+  /** Folders made so far: a tree of 100,000 devices makes each one many times. */
+  private readonly made = new Set<string>();
   constructor(readonly root: string) {}
+  private parent(full: string): void {
+    const d = dirname(full);
+    if (this.made.has(d)) return;
+    mkdirSync(d, { recursive: true });
+    this.made.add(d);
+  }
   file(path: string, content: string, mode?: number): void {
     const full = join(this.root, path);
-    mkdirSync(dirname(full), { recursive: true });
+    this.parent(full);
     writeFileSync(full, content, mode === undefined ? undefined : { mode });
   }
   dir(path: string): void {
-    mkdirSync(join(this.root, path), { recursive: true });
+    const full = join(this.root, path);
+    if (this.made.has(full)) return;
+    mkdirSync(full, { recursive: true });
+    this.made.add(full);
   }
   /** A relative symlink at `path` to `target` (both relative to the root), as the kernel and udev make them. */
   link(path: string, target: string): void {
     const full = join(this.root, path);
-    mkdirSync(dirname(full), { recursive: true });
-    rmSync(full, { force: true });
-    symlinkSync(relative(dirname(full), join(this.root, target)), full);
+    this.parent(full);
+    const to = relative(dirname(full), join(this.root, target));
+    try {
+      symlinkSync(to, full);
+    } catch (err) {
+      if ((err as NodeJS.ErrnoException).code !== 'EEXIST') throw err;
+      rmSync(full, { force: true });
+      symlinkSync(to, full);
+    }
   }
   node(path: string, spec?: { major: number; minor: number }): void {
     const full = join(this.root, path);
-    mkdirSync(dirname(full), { recursive: true });
+    this.parent(full);
     rmSync(full, { force: true });
     if (spec) execFileSync('mknod', [full, 'b', String(spec.major), String(spec.minor)]);
     else writeFileSync(full, '');
