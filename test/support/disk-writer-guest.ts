@@ -81,11 +81,14 @@ export async function vmInfoOf(client: MotusClient, name: string): Promise<VmInf
   return vm;
 }
 
-/** Requests a migration and follows its events to the end. */
-export async function migrateAndFollow(client: MotusClient, vm: string, destination: string): Promise<MigrationEvent[]> {
+/** Requests a migration and follows its events to the end; `onEvent` sees each as it comes. */
+export async function migrateAndFollow(client: MotusClient, vm: string, destination: string, onEvent?: (event: MigrationEvent) => Promise<void>): Promise<MigrationEvent[]> {
   const summary = await client.migrate({ vm, destination });
   const events: MigrationEvent[] = [];
-  for await (const event of client.migrationEvents(summary.id)) events.push(event);
+  for await (const event of client.migrationEvents(summary.id)) {
+    events.push(event);
+    await onEvent?.(event);
+  }
   return events;
 }
 
@@ -116,20 +119,37 @@ export function watchChanges(read: () => Promise<string>, everyMs: number, onSam
 /**
  * SIGSTOPs the one copy of `vm` that is not `sourcePid` (the migration's destination)
  * the first time `freeze` finds it, so the migration fails after its switchover.
+ * `locate` finds it beforehand (once the destination is prepared), so that the
+ * freeze itself is one signal, quick enough to beat the switchover on a loaded machine.
  */
-export function destinationFreezer(vm: string, sourcePid: number): { readonly pid: number | undefined; freeze(): Promise<void> } {
+export function destinationFreezer(vm: string, sourcePid: number): { readonly pid: number | undefined; locate(): Promise<void>; freeze(): Promise<void> } {
+  let located: number | undefined;
   let frozen: number | undefined;
+  const locate = async () => {
+    if (located !== undefined) return;
+    const destination = (await qemuPidsOf(vm)).filter((pid) => pid !== sourcePid);
+    if (destination.length === 1) located = destination[0]!;
+  };
   return {
     get pid() {
       return frozen;
     },
+    locate,
     async freeze() {
       if (frozen !== undefined) return;
-      const destination = (await qemuPidsOf(vm)).filter((pid) => pid !== sourcePid);
-      if (destination.length === 1) {
-        frozen = destination[0]!;
+      if (located === undefined) await locate();
+      if (located !== undefined) {
+        frozen = located;
         process.kill(frozen, 'SIGSTOP');
       }
     },
+  };
+}
+
+/** Freezes the destination at the migration's switchover event (located once it is prepared). */
+export function freezeAtSwitchover(freezer: { locate(): Promise<void>; freeze(): Promise<void> }): (event: MigrationEvent) => Promise<void> {
+  return async (event) => {
+    if (event.type === 'prepared') await freezer.locate();
+    if (event.type === 'switchover') await freezer.freeze();
   };
 }

@@ -4,6 +4,7 @@ import { parseArgs } from 'node:util';
 import { MotusClient, MotusError, type MigrationSummary, type MotusErrorCode, type VmSpec } from '@motus/sdk';
 import { cpuCommand } from './cpu-commands.js';
 import { clusterCommand, hostCommand, rankingText } from './placement-commands.js';
+import { datastoreCommand } from './datastore-commands.js';
 import { adminCommand, auditCommand, parseAt, schedulesCommand, tasksCommand } from './task-commands.js';
 import { readClientFile } from '../daemon/state-files.js';
 import { describeEvent, mib, progressLine, table } from './format.js';
@@ -40,6 +41,8 @@ const USAGE = `motus — drive a Motus site
   motus host health HOST | motus host metrics HOST
   motus cluster [list] | motus cluster balance NAME [--apply]
   motus cluster set NAME [--mode manual|partial|automatic] [--threshold 1-5] [--interval S]
+  motus datastore show [NAME]                   iSCSI LUNs: NAA id, size, owner (reservation holder), hosts seeing them
+  motus datastore preempt DS LUN (--host H | --all) [--force]   free a LUN a dead host still holds (admin)
   motus migrations                              every migration, newest first
   motus migration ID                            one migration's summary and events
   motus tasks                                   migration tasks: queued, running, ended
@@ -127,6 +130,8 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         limit: { type: 'string' },
         format: { type: 'string' },
         enable: { type: 'boolean' },
+        all: { type: 'boolean' },
+        force: { type: 'boolean' },
         disable: { type: 'boolean' },
         help: { type: 'boolean', short: 'h' },
         recommend: { type: 'boolean' },
@@ -236,6 +241,9 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         return await adminCommand(context);
       case 'cpu':
         return await cpuCommand(context);
+      case 'datastore':
+      case 'datastores':
+        return await datastoreCommand(context);
       case 'migrations': {
         const list = await client.migrations();
         out(list, () => table(['ID', 'VM', 'FROM', 'TO', 'STATE', 'DOWNTIME', 'TOTAL', 'BY', 'REQUESTED'], list.map(migrationRow)));

@@ -186,7 +186,12 @@ export function createServerApi(server: MotusServer, options: ServerApiOptions):
       const method = server.pluginMethod(ctx.params.plugin!, ctx.params.method!);
       requireRole(me(ctx), method.role, `${ctx.params.plugin} ${ctx.params.method}`);
       const { payload } = parseRequest(PluginCallSchema, ctx.body ?? {}, 'plugin call');
-      return { result: (await method.call(payload ?? {})) ?? null };
+      const result = (await method.call(payload ?? {})) ?? null;
+      // Methods beyond viewer change something: the trail says who did what.
+      if (method.role !== 'viewer') {
+        server.audit.append({ user: me(ctx).user, action: 'plugin.call', outcome: 'done', detail: { plugin: ctx.params.plugin!, method: ctx.params.method!, payload: payload ?? {} } });
+      }
+      return { result };
     })
     .route('GET', '/v1/audit', async ({ query }) => {
       const params = parseAuditParams(query);

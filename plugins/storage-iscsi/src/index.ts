@@ -18,3 +18,4 @@ export * from './storage-provider.js';
 export * from './writer-fence.js';
 export { PLUGIN_NAME, PLUGIN_VERSION, iscsiDisks, visibilityVeto } from './plugin.js';
 export { default } from './plugin.js';
+export * from './operator-view.js';

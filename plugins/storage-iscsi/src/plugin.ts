@@ -9,6 +9,7 @@ import { API_VERSION, StorageMetrics, StorageProviderToken, definePlugin, type H
 import { IscsiPluginConfigSchema, type IscsiPluginConfig } from './config.js';
 import { locateDisk, type DiskLocation } from './disk-url.js';
 import { IscsiStorageProvider, type IscsiHostFacts } from './storage-provider.js';
+import { IscsiOperatorView } from './operator-view.js';
 import { fenceWriters } from './writer-fence.js';
 
 export const PLUGIN_NAME = '@motus/storage-iscsi';
@@ -19,6 +20,10 @@ function setUpAgent(ctx: PluginContext<IscsiPluginConfig>): Promise<void> {
   ctx.provide(StorageProviderToken, provider);
   ctx.reportFacts(() => provider.facts());
   ctx.onDispose(() => provider.close());
+  ctx.handle('preempt', async (payload) => {
+    const p = payload as { datastore: string; lun: number; host?: string; all?: true };
+    return provider.preemptLun(p.datastore, p.lun, p.all ? { all: true } : { host: p.host! });
+  });
   return provider.start();
 }
 
@@ -63,6 +68,10 @@ export function visibilityVeto(config: IscsiPluginConfig, mctx: Pick<MigrationHo
 
 function setUpServer(ctx: PluginContext<IscsiPluginConfig>): void {
   ctx.hooks.validate.tapPromise(PLUGIN_NAME, async (mctx) => visibilityVeto(ctx.config, mctx));
+  const view = new IscsiOperatorView(PLUGIN_NAME, { hosts: () => ctx.hosts() }, (host, method, payload) => ctx.callAgent(host, method, payload));
+  // motus datastore show / preempt.
+  ctx.handle('datastores', (payload) => view.show(payload), { role: 'viewer' });
+  ctx.handle('preempt', (payload) => view.preempt(payload), { role: 'admin' });
 }
 
 const plugin: PluginDefinition<IscsiPluginConfig> = definePlugin<IscsiPluginConfig>({

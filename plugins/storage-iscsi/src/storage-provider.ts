@@ -156,6 +156,52 @@ export class IscsiStorageProvider implements StorageProvider {
 
   ownerOf = (key: bigint): string | undefined => this.hostsByKey.get(key);
 
+  /**
+   * An operator's act on a LUN stuck with a registration (a host that stays down
+   * still holds it): removes `victim`'s key (PREEMPT), or every key (`all`, with
+   * CLEAR). This host speaks through its own registration, made for the purpose
+   * and dropped afterwards. A host whose registration goes stops its writers at
+   * its next lease check (the fence), so a wrongly preempted live host loses
+   * its VM rather than sharing the LUN.
+   */
+  async preemptLun(datastore: string, lunNumber: number, victim: { host: string } | { all: true }): Promise<{ before: string[]; after: string[]; removed: string[] }> {
+    const link = this.links.get(datastore);
+    if (!link) throw new MotusError('MOTUS_E_DATASTORE_NOT_VISIBLE', `host ${this.options.host} does not see iSCSI datastore ${datastore}`, { datastore, host: this.options.host });
+    if ([...this.leases.values()].some((l) => l.datastore === datastore && l.lun === lunNumber)) {
+      throw new MotusError('MOTUS_E_INVALID_REQUEST', `host ${this.options.host} holds LUN ${lunNumber} of ${datastore} for a VM of its own; preempt from another host`, { datastore, lun: lunNumber });
+    }
+    const lun = (await this.sessionOf(link)).lun(lunNumber);
+    const before = [...new Set((await lun.readKeys()).keys)];
+    let removed: bigint[];
+    if ('all' in victim) {
+      removed = before.filter((k) => k !== this.key);
+      await lun.registerAndIgnore(this.key);
+      await lun.clear(this.key);
+    } else {
+      const key = reservationKey(victim.host);
+      if (key === this.key) throw new MotusError('MOTUS_E_INVALID_REQUEST', `host ${this.options.host} cannot preempt its own registration; preempt from another host`, { datastore, lun: lunNumber });
+      if (!before.includes(key)) {
+        throw new MotusError('MOTUS_E_NOT_FOUND', `host ${victim.host} (key ${keyHex(key)}) is not registered on LUN ${lunNumber} of ${datastore}; registered: ${before.map((k) => this.ownerOf(k) ?? keyHex(k)).join(', ') || 'nobody'}`, {
+          datastore,
+          lun: lunNumber,
+          keys: before.map(keyHex),
+        });
+      }
+      removed = [key];
+      await lun.registerAndIgnore(this.key);
+      try {
+        await lun.preempt(this.key, key, 'WRITE_EXCLUSIVE_REGISTRANTS_ONLY');
+      } finally {
+        await lun.unregister(this.key).catch(() => undefined);
+      }
+    }
+    const after = [...new Set((await lun.readKeys()).keys)];
+    this.options.logger.warn('LUN registration preempted by an operator', { datastore, lun: lunNumber, removed: removed.map(keyHex) });
+    await this.scanOne(link);
+    const name = (k: bigint) => this.ownerOf(k) ?? keyHex(k);
+    return { before: before.map(name), after: after.map(name), removed: removed.map(name) };
+  }
+
   owns(disk: DiskSpec): boolean {
     return locateDisk(this.options.config.datastores, disk.path) !== undefined;
   }

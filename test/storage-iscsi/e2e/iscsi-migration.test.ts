@@ -7,13 +7,14 @@
  */
 import { expect } from 'chai';
 import { MotusError, type HostInfo, type MigrationEvent, type VmSpec } from '@motus/sdk';
-import { IscsiSession, diskUrl, keyHex, reservationKey, type IscsiHostFacts } from '@motus/storage-iscsi';
+import { IscsiSession, diskUrl, keyHex, reservationKey, type IscsiDatastoreView, type IscsiHostFacts } from '@motus/storage-iscsi';
 import {
   acknowledgedSeqs as acknowledged,
   DISK_RECORD_BYTES as RECORD,
   diskRecordProblem as recordProblem,
   diskWriterSiteYaml,
   destinationFreezer,
+  freezeAtSwitchover,
   diskWriterSpec,
   guestKit,
   migrateAndFollow,
@@ -124,6 +125,16 @@ describe('iSCSI datastore: a writing guest on a LUN migrates A → B → A (all-
     expect(facts.get('host-a')!.leases[0]).to.include({ vm: 'vm1', disk: 'disk0', datastore: 'san1', lun: 1, naa });
     expect(facts.get('host-b')!.leases).to.deep.equal([]);
     await waitFor('the owner in the LUN facts', async () => ((await hostsFacts()).get('host-b')?.datastores[0]?.luns[0]?.owner === 'host-a' ? true : undefined), 15_000, 250);
+    // The operator's view: every LUN with its size and owner, from the CLI.
+    const show = await site!.cli('datastore', 'show', '--json');
+    expect(show.code, show.stderr).to.equal(0);
+    const [san1] = JSON.parse(show.stdout) as IscsiDatastoreView[];
+    expect(san1).to.deep.include({ name: 'san1', target: TARGET, capacityBytes: LUN_MIB << 20, freeBytes: 0 });
+    expect(san1!.seenBy.sort()).to.deep.equal(['host-a', 'host-b']);
+    expect(san1!.luns).to.have.length(1);
+    expect(san1!.luns[0]).to.deep.include({ lun: 1, naa, bytes: LUN_MIB << 20, owner: 'host-a', keys: [KEY['host-a']] });
+    const table = (await site!.cli('datastore', 'show', 'san1')).stdout;
+    expect(table).to.match(new RegExp(`san1\\s+1\\s+${naa.replace(/\./g, '\\.')}\\s+32(\\.0)? MiB\\s+host-a`));
   });
 
   it('refuses a second VM on the same LUN on host-b while host-a owns it', async () => {
@@ -192,7 +203,7 @@ describe('iSCSI datastore: a writing guest on a LUN migrates A → B → A (all-
     const watcher = watchChanges(owners, 2, async (owner) => (owner === 'host-b' ? freezer.freeze() : undefined));
     const seen = watcher.seen;
     const before = acknowledged(serialLogs).at(-1)!;
-    const events = await migrateAndFollow(site!.client, 'vm1', 'host-b');
+    const events = await migrateAndFollow(site!.client, 'vm1', 'host-b', freezeAtSwitchover(freezer));
     await watcher.stop();
     const types = events.map((e) => e.type).filter((t) => t !== 'progress');
     expect(freezer.pid, `the destination was frozen (owners ${seen.join(' → ')})`).to.be.a('number');
@@ -213,7 +224,7 @@ describe('iSCSI datastore: a writing guest on a LUN migrates A → B → A (all-
 
   it('has every acknowledged record on the LUN, read back with our initiator', async () => {
     await site!.client.stopVm('vm1');
-    await waitFor('vm1 to end', async () => ((await qemuPidsOf('vm1')).length === 0 ? true : undefined), 20_000);
+    await waitFor('vm1 to end', async () => ((await qemuPidsOf('vm1')).length === 0 ? true : undefined), 60_000);
     await waitFor('the LUN to be released', async () => ((await owners()) === '(none)' ? true : undefined), 10_000);
     const acks = acknowledged(serialLogs);
     expect(acks.length).to.be.greaterThan(100);
@@ -233,12 +244,17 @@ describe('iSCSI datastore: a writing guest on a LUN migrates A → B → A (all-
     const log = [vm.serialLog!];
     await waitFor('records on host-b', () => (acknowledged(log).length >= 5 ? true : undefined), 180_000, 250);
     expect(await owners()).to.equal('host-b');
-    // Another initiator preempts host-b's registration, as a wrongful takeover would.
+    // An operator preempts host-b's registration while its VM runs: refused, then forced.
+    const refused = await site!.cli('datastore', 'preempt', 'san1', '1', '--host', 'host-b');
+    expect(refused.code).to.not.equal(0);
+    expect(refused.stderr).to.contain('MOTUS_E_ISCSI_LUN_HELD').and.contain('host-b');
+    expect(await owners()).to.equal('host-b');
     const key = 0x7e57n;
     const lun = probe.lun(1);
-    await lun.registerAndIgnore(key);
     const t = performance.now();
-    await lun.preempt(key, reservationKey('host-b'), 'WRITE_EXCLUSIVE_REGISTRANTS_ONLY');
+    const forced = await site!.cli('datastore', 'preempt', 'san1', '1', '--host', 'host-b', '--force', '--json');
+    expect(forced.code, forced.stderr).to.equal(0);
+    expect(JSON.parse(forced.stdout)).to.deep.include({ removed: ['host-b'], after: [], by: 'host-a' });
     await waitFor('the QEMU of vm1 to be killed', async () => ((await qemuPidsOf('vm1')).length === 0 ? true : undefined), 20_000, 100).catch((err: unknown) => {
       const log = site!.output().split('\n').filter((l) => /LUN|iSCSI|lease/.test(l)).slice(-20).join('\n');
       throw new Error(`${(err as Error).message}; keys ${keyHex(key)} preempted host-b; the site's iSCSI log lines:\n${log}`);
@@ -252,7 +268,17 @@ describe('iSCSI datastore: a writing guest on a LUN migrates A → B → A (all-
     expect(facts.lost.at(-1)!.fenced).to.deep.equal([vm.pid]);
     expect(facts.leases).to.deep.equal([]);
     await waitFor('vm1 to be marked crashed', async () => ((await vmInfo('vm1')).state === 'crashed' ? true : undefined), 15_000, 250);
-    await lun.unregister(key);
-    console.log(`      registration preempted → QEMU killed in ${fencedMs} ms (lease check every 1000 ms)`);
+    // A registration nobody will give back (a host gone for good, here the test's): cleared by an admin.
+    await lun.registerAndIgnore(key);
+    await waitFor('the stray key in the operator view', async () => {
+      const [ds] = JSON.parse((await site!.cli('datastore', 'show', '--json')).stdout) as IscsiDatastoreView[];
+      return ds?.luns[0]?.keys.includes(keyHex(key)) && ds.luns[0].owner === undefined ? true : undefined;
+    }, 15_000, 250);
+    const cleared = await site!.cli('datastore', 'preempt', 'san1', '1', '--all', '--json');
+    expect(cleared.code, cleared.stderr).to.equal(0);
+    expect(JSON.parse(cleared.stdout)).to.deep.include({ removed: [keyHex(key)], after: [] });
+    expect(await owners()).to.equal('(none)');
+    expect((await site!.client.audit({ user: 'admin' })).filter((r) => r.action === 'plugin.call').length).to.equal(2);
+    console.log(`      registration preempted by motus datastore preempt → QEMU killed in ${fencedMs} ms (lease check every 1000 ms)`);
   });
 });

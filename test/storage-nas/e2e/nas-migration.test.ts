@@ -13,6 +13,7 @@ import {
   diskRecordProblem as recordProblem,
   diskWriterSiteYaml,
   destinationFreezer,
+  freezeAtSwitchover,
   diskWriterSpec,
   guestKit,
   migrateAndFollow,
@@ -181,7 +182,7 @@ describe('NAS datastore: a writing guest migrates A → B → A (all-in-one site
     const watcher = watchChanges(lockOwner, 2, async (owner) => (owner === 'host-b' ? freezer.freeze() : undefined));
     const owners = watcher.seen;
     const before = acknowledged(serialLogs).at(-1)!;
-    const events = await migrateAndFollow(site!.client, 'vm1', 'host-b');
+    const events = await migrateAndFollow(site!.client, 'vm1', 'host-b', freezeAtSwitchover(freezer));
     await watcher.stop();
     const types = events.map((e) => e.type).filter((t) => t !== 'progress');
     expect(freezer.pid, `the destination was frozen (owners ${owners.join(' → ')})`).to.be.a('number');
@@ -216,7 +217,7 @@ describe('NAS datastore: a writing guest migrates A → B → A (all-in-one site
 
   it('has every acknowledged record on the server, in order, read back with our NFS client', async () => {
     await site!.client.stopVm('vm1');
-    await waitFor('vm1 to end', async () => ((await qemuPidsOf('vm1')).length === 0 ? true : undefined), 20_000);
+    await waitFor('vm1 to end', async () => ((await qemuPidsOf('vm1')).length === 0 ? true : undefined), 60_000);
     await waitFor('the lock to be released', async () => ((await readLock(nfs, LOCK)) === undefined ? true : undefined), 10_000);
     const acks = acknowledged(serialLogs);
     expect(acks.length).to.be.greaterThan(100);
