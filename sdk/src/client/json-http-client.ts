@@ -71,14 +71,25 @@ export class JsonHttpClient {
   }
 
   private async send(method: string, path: string, body: unknown, signal: AbortSignal | undefined): Promise<Response> {
-    try {
-      return await fetch(this.base + path, {
+    const attempt = () =>
+      fetch(this.base + path, {
         method,
         headers: { ...this.options.headers?.(), authorization: `Bearer ${this.options.token}`, 'content-type': 'application/json' },
         body: body === undefined ? undefined : JSON.stringify(body),
         signal,
       });
+    try {
+      return await attempt();
     } catch (err) {
+      // A kept-alive socket the peer closed as idle just as the request went out
+      // ("other side closed"): the request never reached it, so a read is sent again.
+      if (method === 'GET' && !signal?.aborted && socketClosedEarly(err)) {
+        try {
+          return await attempt();
+        } catch (again) {
+          throw this.unreachable(again);
+        }
+      }
       throw this.unreachable(err);
     }
   }
@@ -102,4 +113,9 @@ export class JsonHttpClient {
     const cause = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
     return new MotusError('MOTUS_E_AGENT_UNREACHABLE', `cannot reach ${this.options.peer} at ${this.base}: ${cause}`, { ...this.options.details, url: this.base }, { cause: err });
   }
+}
+
+function socketClosedEarly(err: unknown): boolean {
+  const cause = (err as { cause?: { code?: string } } | undefined)?.cause;
+  return cause?.code === 'UND_ERR_SOCKET';
 }

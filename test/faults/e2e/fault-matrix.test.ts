@@ -41,10 +41,14 @@ const ROWS: Row[] = [
   { fault: 'kill-server', phase: 'precopy', killsTheVm: false },
   { fault: 'cut-migration-link', phase: 'precopy', killsTheVm: false },
   { fault: 'restart-tgtd', phase: 'precopy', killsTheVm: false },
+  { fault: 'kill-src-agent', phase: 'precopy', killsTheVm: true },
   { fault: 'kill-dst-qemu', phase: 'switchover', killsTheVm: false },
   { fault: 'kill-server', phase: 'switchover', killsTheVm: false },
+  { fault: 'cut-migration-link', phase: 'switchover', killsTheVm: false },
+  { fault: 'restart-tgtd', phase: 'switchover', killsTheVm: false },
   { fault: 'kill-src-qemu', phase: 'announce', killsTheVm: false },
   { fault: 'kill-dst-qemu', phase: 'announce', killsTheVm: true },
+  { fault: 'kill-server', phase: 'announce', killsTheVm: false },
 ];
 const LEAN = ['kill-dst-qemu@precopy', 'kill-server@switchover'];
 

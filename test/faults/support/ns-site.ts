@@ -5,7 +5,7 @@
  * cut the links between them.
  */
 import { spawn, type ChildProcess } from 'node:child_process';
-import { existsSync, openSync, closeSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { closeSync, cpSync, existsSync, openSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MotusClient } from '@motus/sdk';
 import { freePort, repoRoot, tempDir, waitFor } from '../../support/index.js';
@@ -74,8 +74,16 @@ ${plugins}`,
   const startAgent = async (host: string) => {
     const h = fabric.hosts.find((x) => x.name === host)!;
     const state = join(dir.path, 'agents', host);
+    const out = join(dir.path, `${host}.out`);
+    const listening = () => (existsSync(out) ? readFileSync(out, 'utf8').split(`Motus agent ${host} listening`).length - 1 : 0);
+    const before = listening();
     const child = spawnLogged('ip', ['netns', 'exec', h.ns, process.execPath, motusd, 'agent', '--name', host, '--state', state, '--site', sitePath, '--server', `http://${BRIDGE_ADDRESS}:${port}`, '--agent-token-file', join(serverDir, 'agent-token')], `${host}.out`);
     agents.set(host, child);
+    // Until this agent has registered, the server may still take the killed one for alive.
+    await waitFor(`agent ${host} to start`, () => {
+      if (child.exitCode !== null) throw new Error(`agent ${host} exited: ${readFileSync(out, 'utf8').slice(-2000)}`);
+      return listening() > before ? true : undefined;
+    }, 180_000, 200);
   };
   const ready = async () => {
     await waitFor('both agents to be connected', async () => {
@@ -93,11 +101,13 @@ ${plugins}`,
       clearTimeout(timer);
     }));
     await kill9(server);
+    // FAULT_LOGS=<folder> keeps the processes' output and logs for a post-mortem.
+    if (process.env.FAULT_LOGS) cpSync(dir.path, process.env.FAULT_LOGS, { recursive: true, filter: (src) => !src.includes('/vms/') || src.endsWith('.log') });
     dir.remove();
   };
   try {
     await startServer();
-    for (const h of fabric.hosts) await startAgent(h.name);
+    await Promise.all(fabric.hosts.map((h) => startAgent(h.name)));
     await ready();
   } catch (err) {
     await stop();
