@@ -67,6 +67,8 @@ interface HostEntry {
   info: HostInfo;
   link: HostLink;
   misses: number;
+  /** VM names in the host's last facts. */
+  vms?: Set<string>;
 }
 
 const MISSES_BEFORE_DOWN = 3;
@@ -223,7 +225,7 @@ export class MotusServer implements Platform {
     const kept = this.hostEntries.get(link.name)?.info.state ?? this.inventory.hosts().find((h) => h.name === link.name)?.state;
     const info = this.infoFromFacts(link, facts, kept === 'maintenance' ? 'maintenance' : 'connected');
     const known = this.hostEntries.has(link.name);
-    this.hostEntries.set(link.name, { info, link, misses: 0 });
+    this.hostEntries.set(link.name, { info, link, misses: 0, vms: new Set(facts.vms.map((v) => v.name)) });
     this.inventory.putHost(info);
     this.reconcileHost(link.name, facts);
     this.hostSubject.next({ type: known ? 'host-connected' : 'host-registered', at: now(), host: info });
@@ -414,6 +416,24 @@ export class MotusServer implements Platform {
     await Promise.all([...this.hostEntries.values()].map((entry) => this.refreshHost(entry))).finally(() => {
       this.beating = false;
     });
+    this.unknownToCrashed();
+  }
+
+  /**
+   * A VM left 'unknown' that no host has a copy of, while every host answers, has
+   * crashed (its only copy died with the fault that made it unknown).
+   */
+  private unknownToCrashed(): void {
+    const entries = [...this.hostEntries.values()];
+    if (entries.some((e) => e.info.state === 'disconnected' || !e.vms)) return;
+    for (const vm of this.inventory.vms()) {
+      if (vm.state !== 'unknown' || this.orchestrator.isBusy(vm.name) || entries.some((e) => e.vms!.has(vm.name))) continue;
+      if (this.tasks.tasks().some((t) => t.state === 'running' && t.vm === vm.name)) continue;
+      const crashed: VmInfo = { ...vm, state: 'crashed' };
+      this.inventory.putVm(crashed);
+      this.options.logger.warn('a VM of unknown state has no copy on any host: crashed', { vm: vm.name, host: vm.host });
+      this.vmSubject.next({ type: 'vm-stopped', at: now(), vm: crashed, reason: 'no host has a copy of it' });
+    }
   }
 
   /** Reads a host's facts: memory in use, VMs present, and whether its agent answers at all. */
@@ -423,6 +443,7 @@ export class MotusServer implements Platform {
       const wasDown = entry.info.state === 'disconnected';
       const before = entry.info;
       entry.misses = 0;
+      entry.vms = new Set(facts.vms.map((v) => v.name));
       entry.info = this.infoFromFacts(entry.link, facts, wasDown ? 'connected' : entry.info.state);
       const changed = before.memoryUsedMiB !== entry.info.memoryUsedMiB || before.memoryTotalMiB !== entry.info.memoryTotalMiB || before.cpus !== entry.info.cpus;
       // Heartbeats change lastSeen and plugin counters every second; only what a person watches is pushed.

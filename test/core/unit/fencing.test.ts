@@ -155,6 +155,22 @@ describe('fencing decision table (fake hypervisor, fake SAN)', function () {
       await waitFor('the lease to be given up', () => (t.fabric.leases.has(DISK) ? undefined : true), 5_000, 20);
     });
 
+    it('P3 pre-copy, source agent and QEMU gone (restarted agent without the VM): unknown while it does not answer, then crashed once every host answers without a copy', async () => {
+      t.world.rounds = 50;
+      let restore: (() => void) | undefined;
+      const { state } = await migrate(t.platform, (e) => {
+        if (e.type === 'progress' && e.round >= 3 && !restore) {
+          restore = cutOff(t.a, ALL_CALLS);
+          t.world.launched[0]!.kill();
+        }
+      });
+      expect(state).to.equal('failed');
+      expect(await vmState(t.platform)).to.deep.equal(['host-a', 'unknown']);
+      restore!();
+      await waitFor('the VM to be marked crashed', async () => ((await vmState(t.platform)).join() === 'host-a,crashed' ? true : undefined), 10_000, 50);
+      expect(alive(t.world)).to.deep.equal([]);
+    });
+
     it('W1 switchover, destination cut off after the lease moved and the VM ran there: the source stays stopped (fenced), the VM is found on the destination once it answers', async () => {
       let restore = () => undefined as void;
       // The link to host-b goes down as the switchover starts: the lease still moves, the server hears nothing more.

@@ -10,7 +10,7 @@
  *
  * FAULT_ROWS (comma-separated row names, or `all`) and FAULT_REPEAT pick the runs;
  * without them the lean subset of `npm test` runs once. FAULT_REPORT=1 (npm run
- * test:faults) rewrites the results table in docs/reliability.md.
+ * test:faults) rewrites the results table in docs/reliability.md after every run.
  */
 import { expect } from 'chai';
 import { readFileSync, writeFileSync } from 'node:fs';
@@ -123,7 +123,6 @@ describe(`fault matrix (hosts in network namespaces, QEMU, tgtd): ${selected.map
     await probe?.logout().catch(() => undefined);
     await tgt?.stop();
     fabric?.teardown();
-    if (process.env.FAULT_REPORT === '1' && results.length > 0) writeReport(results);
   });
 
   const client = () => site!.client();
@@ -132,6 +131,14 @@ describe(`fault matrix (hosts in network namespaces, QEMU, tgtd): ${selected.map
   /** The guest runs and writes, wherever it is; a crashed one is started again on host-a. */
   async function guestWriting(): Promise<string> {
     let info = await vm();
+    if (info && info.state !== 'running') {
+      // Only after a failed run: a copy left over is stopped, so the next run starts clean.
+      for (const pid of await qemuPidsOf('vm1')) process.kill(pid, 'SIGKILL');
+      info = await waitFor('the VM to be known as crashed', async () => {
+        const v = await vm();
+        return v && (v.state === 'crashed' || v.state === 'stopped') ? v : undefined;
+      }, 60_000, 500);
+    }
     if (!info || info.state === 'crashed' || info.state === 'stopped') {
       await waitFor('the LUN to be free for a restart', async () => {
         const { keys } = await probe!.lun(1).readKeys();
@@ -264,9 +271,11 @@ describe(`fault matrix (hosts in network namespaces, QEMU, tgtd): ${selected.map
         try {
           const result = await runOnce(row);
           results.push(result);
+          if (process.env.FAULT_REPORT === '1') writeReport(results);
           console.log(`      ${result.row}: ${result.outcome}, runs on ${result.runsOn}, ${result.acked} records checked, ${result.seconds} s`);
         } catch (err) {
           results.push({ row: rowName(row), ok: false, outcome: 'error', runsOn: '?', acked: 0, seconds: Math.round((Date.now() - started) / 1000), problem: (err as Error).message.split('\n')[0] });
+          if (process.env.FAULT_REPORT === '1') writeReport(results);
           throw err;
         }
       });
