@@ -122,6 +122,7 @@ async function vdeEnds(dir: string): Promise<Ends> {
   const sock = join(dir, 'vde.ctl');
   // vde_switch reads management commands from stdin and quits at its end, so stdin stays an open pipe.
   const sw = spawn(vdeSwitch, ['-s', sock], { stdio: ['pipe', 'ignore', 'inherit'] });
+  sw.stdin!.on('error', () => undefined);
   const plugs: ChildProcess[] = [];
   try {
     await waitFor('vde_switch to create its socket', () => {
@@ -129,6 +130,8 @@ async function vdeEnds(dir: string): Promise<Ends> {
       return existsSync(join(sock, 'ctl')) ? true : undefined;
     }, 10_000, 50);
     for (let i = 0; i < 2; i++) plugs.push(spawn(vdePlug, [`vde://${sock}`], { stdio: ['pipe', 'pipe', 'inherit'] }));
+    // A plug that quits first (at teardown) must not crash the run with EPIPE on its stdin.
+    for (const plug of plugs) plug.stdin!.on('error', () => undefined);
     await sleep(500);
   } catch (err) {
     sw.kill('SIGKILL');
