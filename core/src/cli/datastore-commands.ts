@@ -1,20 +1,9 @@
+import type { LunDatastoreView } from '@motus/sdk';
 import { mib, table } from './format.js';
 import { EXIT, usage } from './motus-cli.js';
 import type { CommandContext } from './task-commands.js';
 
 const ISCSI_PLUGIN = '@motus/storage-iscsi';
-
-/** What the iSCSI plugin's `datastores` method answers (its IscsiDatastoreView), as far as the CLI prints it. */
-interface DatastoreView {
-  name: string;
-  portal: string;
-  target: string;
-  seenBy: string[];
-  unreachable: Array<{ host: string; error: string }>;
-  capacityBytes: number;
-  freeBytes: number;
-  luns: Array<{ lun: number; naa?: string; bytes: number; keys: string[]; owner?: string; seenBy: string[] }>;
-}
 
 /**
  * `motus datastore show [NAME]`: every LUN of the site's iSCSI datastores with its
@@ -27,7 +16,7 @@ export async function datastoreCommand({ client, values, out, positionals }: Com
   switch (sub ?? 'show') {
     case 'show':
     case 'list': {
-      const views = await client.pluginCall<DatastoreView[]>(ISCSI_PLUGIN, 'datastores', name ? { datastore: name } : {});
+      const views = await client.pluginCall<LunDatastoreView[]>(ISCSI_PLUGIN, 'datastores', name ? { datastore: name } : {});
       out(views, () => showText(views));
       return EXIT.ok;
     }
@@ -50,7 +39,7 @@ export async function datastoreCommand({ client, values, out, positionals }: Com
   }
 }
 
-function showText(views: DatastoreView[]): string {
+function showText(views: LunDatastoreView[]): string {
   const rows = views.flatMap((ds) =>
     ds.luns.map((l) => [ds.name, String(l.lun), l.naa ?? '-', mib(l.bytes), l.owner ?? (l.keys.length > 0 ? `key ${l.keys.join(',')}` : '-'), l.seenBy.join(',')]),
   );

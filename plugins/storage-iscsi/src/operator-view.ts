@@ -3,26 +3,13 @@
  * LUN with its size and owner, merged from what each host last reported, and
  * the preempt of a stuck registration, carried out by a host that sees the LUN.
  */
-import { MotusError, type HostInfo } from '@motus/sdk';
+import { MotusError, type HostInfo, type LunDatastoreView, type LunView } from '@motus/sdk';
 import { z } from 'zod';
-import type { IscsiHostFacts, IscsiLunFacts } from './storage-provider.js';
+import type { IscsiHostFacts } from './storage-provider.js';
 
-export interface IscsiLunView extends IscsiLunFacts {
-  /** Hosts that see the LUN. */
-  seenBy: string[];
-}
-
-export interface IscsiDatastoreView {
-  name: string;
-  portal: string;
-  target: string;
-  /** Hosts that reach the target, and those that report an error. */
-  seenBy: string[];
-  unreachable: Array<{ host: string; error: string }>;
-  capacityBytes: number;
-  freeBytes: number;
-  luns: IscsiLunView[];
-}
+/** The SDK's shapes: the CLI reads them without knowing this plugin. */
+export type IscsiLunView = LunView;
+export type IscsiDatastoreView = LunDatastoreView;
 
 const PreemptPayload = z
   .object({

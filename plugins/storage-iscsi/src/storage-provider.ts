@@ -5,7 +5,7 @@
  * StorageProvider the kernel calls before a VM starts, at switchover and when
  * it stops.
  */
-import { MotusError, type DatastoreInfo, type DiskSpec, type Logger, type StorageMetrics, type StorageProvider } from '@motus/sdk';
+import { MotusError, type DatastoreInfo, type DiskSpec, type Logger, type LunView, type StorageMetrics, type StorageProvider } from '@motus/sdk';
 import type { Subscription } from 'rxjs';
 import type { IscsiDatastoreConfig, IscsiPluginConfig } from './config.js';
 import { locateDisk, type DiskLocation } from './disk-url.js';
@@ -13,18 +13,8 @@ import { initiatorName, keyHex, reservationKey } from './host-identity.js';
 import { IscsiSession } from './iscsi-session.js';
 import { checkLease, giveLun, reclaimLun, takeLun, type LunRef } from './lun-lease.js';
 
-export interface IscsiLunFacts {
-  lun: number;
-  naa?: string;
-  bytes: number;
-  blockSize: number;
-  vendor: string;
-  product: string;
-  /** Registered reservation keys (hex); the owner's when one host holds it. */
-  keys: string[];
-  /** The host whose key is registered, when it is a host this site names. */
-  owner?: string;
-}
+/** A LUN as this host sees it: the SDK's LunView without the hosts that see it. */
+export type IscsiLunFacts = Omit<LunView, 'seenBy'>;
 
 export interface IscsiDatastoreFacts {
   name: string;

@@ -11,6 +11,37 @@ export interface DatastoreInfo {
   accessible: boolean;
 }
 
+/** One LUN of a SAN datastore as an operator sees it (`motus datastore show`). */
+export interface LunView {
+  lun: number;
+  /** Identity every host agrees on (VPD page 0x83). */
+  naa?: string;
+  bytes: number;
+  blockSize: number;
+  vendor: string;
+  product: string;
+  /** Registered reservation keys (hex). */
+  keys: string[];
+  /** The host whose key is registered, when it is a host of the site. */
+  owner?: string;
+  /** Hosts that see the LUN. */
+  seenBy: string[];
+}
+
+/** A SAN datastore's LUNs merged from every host's report: the answer of a storage plugin's `datastores` method. */
+export interface LunDatastoreView {
+  name: string;
+  portal: string;
+  target: string;
+  /** Hosts that reach the target, and those that report an error. */
+  seenBy: string[];
+  unreachable: Array<{ host: string; error: string }>;
+  capacityBytes: number;
+  /** Bytes of the LUNs nobody holds. */
+  freeBytes: number;
+  luns: LunView[];
+}
+
 /**
  * Shared storage as seen from one host (agent role): which datastores it reaches,
  * and the ownership lease of a VM's disks. The kernel takes the lease before a VM
