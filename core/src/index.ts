@@ -35,3 +35,7 @@ export { planConvergence, chooseStreams, xbzrleProbeBytes, BYTES_PER_CHANNEL, ty
 export { ConvergencePolicy, type ConvergenceState } from './server/convergence/convergence-policy.js';
 export { ConvergenceConfigSchema, type ConvergenceConfig } from './site/site-schema.js';
 export { mergePcaps, type PcapMergeResult } from './server/pcap-merge.js';
+export { healthSignals } from './server/placement/health-signals.js';
+export { readHardwareHealth } from './agent/hardware-health.js';
+export { HostMetricsSampler } from './agent/host-metrics.js';
+export { HealthPolicySchema } from './site/placement-schema.js';

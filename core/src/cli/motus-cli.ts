@@ -38,7 +38,7 @@ const USAGE = `motus — drive a Motus site
   motus migrate VM --recommend                  every host ranked as its destination, with reasons
   motus migrate VM [--priority high|normal]     to the wizard's best destination
   motus host maintenance enter|exit HOST [--allow-running] [--no-wait]
-  motus host health HOST | motus host metrics HOST
+  motus host health HOST | motus host usage HOST  
   motus cluster [list] | motus cluster balance NAME [--apply]
   motus cluster set NAME [--mode manual|partial|automatic] [--threshold 1-5] [--interval S]
   motus datastore show [NAME]                   iSCSI LUNs: NAA id, size, owner (reservation holder), hosts seeing them

@@ -27,7 +27,7 @@ function evacuationText(e: EvacuationInfo): string {
   return lines.join('\n');
 }
 
-/** motus host maintenance enter|exit HOST, motus host health|metrics HOST. */
+/** motus host maintenance enter|exit HOST, motus host health|usage HOST. */
 export async function hostCommand({ client, values, out, positionals, io, json }: CommandContext): Promise<number> {
   const [, sub, action, name] = positionals;
   switch (sub) {
@@ -58,9 +58,9 @@ export async function hostCommand({ client, values, out, positionals, io, json }
       out(health, () => [`${health.host}: ${health.state}${health.degradedAt ? ` since ${health.degradedAt}` : ''}`, ...health.signals.map((s) => `  ${s.kind}: ${s.detail} (since ${s.since})`)].join('\n'));
       return 0;
     }
-    case 'metrics': {
-      if (!action) throw usage('motus host metrics HOST');
-      const samples = await client.hostMetrics(action);
+    case 'usage': {
+      if (!action) throw usage('motus host usage HOST');
+      const samples = await client.hostUsage(action);
       out(samples, () =>
         table(
           ['AT', 'CPU USED', 'MEMORY USED', 'VMS (cpu, rss, dirty)'],
@@ -75,7 +75,7 @@ export async function hostCommand({ client, values, out, positionals, io, json }
       return 0;
     }
     default:
-      throw usage('motus host maintenance enter|exit HOST | motus host health HOST | motus host metrics HOST');
+      throw usage('motus host maintenance enter|exit HOST | motus host health HOST | motus host usage HOST');
   }
 }
 

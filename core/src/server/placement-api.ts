@@ -25,7 +25,7 @@ export function addPlacementRoutes(api: JsonHttpServer, server: MotusServer): vo
   const as = (role: Role) => ({ role });
   const placement = server.placement;
   api
-    .route('GET', '/v1/hosts/:name/metrics', async ({ params }) => placement.metrics(params.name!))
+    .route('GET', '/v1/hosts/:name/usage', async ({ params }) => placement.metrics(params.name!))
     .route('GET', '/v1/hosts/:name/health', async ({ params }) => placement.health(params.name!))
     .route('GET', '/v1/vms/:name/placement', async ({ params }) => placement.recommend(params.name!))
     .route(

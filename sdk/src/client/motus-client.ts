@@ -174,8 +174,9 @@ export class MotusClient {
     return this.call('POST', `/v1/vms/${encodeURIComponent(vm)}/relocate`, priority ? { priority } : {});
   }
 
-  hostMetrics(host: string): Promise<HostMetricsSample[]> {
-    return this.call('GET', `/v1/hosts/${encodeURIComponent(host)}/metrics`);
+  /** The host's CPU and memory use samples (placement's history), oldest first. */
+  hostUsage(host: string): Promise<HostMetricsSample[]> {
+    return this.call('GET', `/v1/hosts/${encodeURIComponent(host)}/usage`);
   }
 
   hostHealth(host: string): Promise<HostHealth> {

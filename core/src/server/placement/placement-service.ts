@@ -103,7 +103,7 @@ export class PlacementService {
     if (this.stopped) return;
     const signals = this.signals(host);
     if (host.state === 'connected' && signals.length > 0) this.degrade(host, signals);
-    else if (host.state === 'degraded' && signals.length === 0 && !this.evacuations.has(host.name)) {
+    else if (host.state === 'degraded' && signals.length === 0 && this.evacuations.get(host.name)?.info.state !== 'evacuating') {
       this.degradedAt.delete(host.name);
       this.deps.setHostState(host.name, 'connected', 'its health signals cleared');
       this.deps.audit.append({ user: 'motusd', action: 'host.recovered', outcome: 'connected', source: host.name, detail: { reason: 'its health signals cleared' } });
