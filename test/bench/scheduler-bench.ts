@@ -15,7 +15,7 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Priority } from '@motus/sdk';
 import { Dispatcher, MigrationResources, ResourceLedger, validateSite, type Dispatchable } from '@motus/core';
-import { repoRoot } from '../support/index.js';
+import { repoRoot, seededRandom } from '../support/index.js';
 
 const TASKS = Number(process.env.MOTUS_BENCH_TASKS ?? 10_000);
 const HOSTS = 1_000;
@@ -68,17 +68,6 @@ class LinearScanDispatcher implements Scheduler {
   }
 }
 
-/** A small seeded PRNG (mulberry32), so both schedulers get the same workload every run. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const site = validateSite({
   hosts: Array.from({ length: HOSTS }, (_, i) => ({ name: `h${i}`, migrationNetwork: `net${i % NETWORKS}`, ...(i % 10 === 0 ? { maxMigrations: 4 } : {}) })),
@@ -89,7 +78,7 @@ const site = validateSite({
 const resources = new MigrationResources(site, () => true);
 
 function workload(): Task[] {
-  const random = prng(42);
+  const random = seededRandom(42);
   return Array.from({ length: TASKS }, (_, i) => {
     const source = Math.floor(random() * HOSTS);
     let destination = Math.floor(random() * (HOSTS - 1));

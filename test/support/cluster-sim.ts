@@ -6,6 +6,7 @@
  * the tests do not judge the engine by its own code.
  */
 import type { ClusterModel, PlacementHost, PlacementVm, RulesModel } from '@motus/core';
+import { seededRandom } from './system.js';
 
 export interface SimOptions {
   seed: number;
@@ -19,20 +20,8 @@ export interface SimOptions {
   hotHosts?: number;
 }
 
-/** mulberry32: a small seeded generator, enough for reproducible layouts. */
-export function rng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 export function simulateCluster(options: SimOptions): ClusterModel {
-  const random = rng(options.seed);
+  const random = seededRandom(options.seed);
   const pick = <T>(list: readonly T[]): T => list[Math.floor(random() * list.length)]!;
   const clusters = Math.max(1, Math.min(options.clusters ?? 1, options.hosts));
   const hosts: PlacementHost[] = Array.from({ length: options.hosts }, (_, i) => ({

@@ -363,7 +363,7 @@ export class PlacementService {
       hardware: this.hardware.get(host.name),
       samples: this.history.samples(host.name),
       now,
-    });
+    }).filter((s) => s.kind !== 'overload' || this.roomElsewhere(host.name));
     const since = this.signalSince.get(host.name) ?? new Map<string, string>();
     const current = new Map<string, string>();
     const out = found.map((s) => {
@@ -374,6 +374,22 @@ export class PlacementService {
     });
     this.signalSince.set(host.name, current);
     return out;
+  }
+
+  /**
+   * Overload is a reason to leave a host only when another host of its cluster in
+   * service clearly has room (CPU 20 points under the limit): when every host is
+   * as busy — or they are one machine, as in an all-in-one site — moving VMs helps
+   * nobody.
+   */
+  private roomElsewhere(host: string): boolean {
+    const cluster = this.clusterOfHost.get(host) ?? DEFAULT_CLUSTER;
+    const limit = this.config.health.overloadCpu - 0.2;
+    return this.deps.hosts().some((other) => {
+      if (other.name === host || other.state !== 'connected' || (this.clusterOfHost.get(other.name) ?? DEFAULT_CLUSTER) !== cluster) return false;
+      const latest = this.history.latest(other.name);
+      return latest !== undefined && latest.cpuUsed / Math.max(latest.cpus, 1) < limit;
+    });
   }
 
   private schedule(cluster: string): void {
