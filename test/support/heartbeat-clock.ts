@@ -1,4 +1,5 @@
-import { closeSync, openSync, readSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readdirSync, readSync } from 'node:fs';
+import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 
 /** A heartbeat line as the host saw it arrive. */
@@ -24,6 +25,8 @@ export class HeartbeatClock {
   readonly arrivals: HeartbeatArrival[] = [];
   private readonly timer: NodeJS.Timeout;
   private lastSeq = 0;
+  private readonly folders: string[] = [];
+  private lastScan = 0;
 
   constructor() {
     this.timer = setInterval(() => this.poll(), POLL_MS);
@@ -34,9 +37,28 @@ export class HeartbeatClock {
     this.files.push({ path, fd: undefined, offset: 0, rest: '' });
   }
 
+  /**
+   * Follows every `<folder>/<run dir>/serial.log` that appears (an agent's VM run
+   * directories), for a destination whose path is known only once it is launched.
+   * An incoming QEMU writes nothing before the VM runs, so no line is read late.
+   */
+  watchFolder(folder: string): void {
+    this.folders.push(folder);
+  }
+
   /** Reads what arrived since the last poll, at once (before measuring). */
   poll(): void {
     const now = performance.now();
+    if (this.folders.length > 0 && now - this.lastScan > 20) {
+      this.lastScan = now;
+      for (const folder of this.folders) {
+        if (!existsSync(folder)) continue;
+        for (const run of readdirSync(folder)) {
+          const path = join(folder, run, 'serial.log');
+          if (!this.files.some((f) => f.path === path)) this.watch(path);
+        }
+      }
+    }
     const buffer = Buffer.alloc(64 * 1024);
     for (const file of this.files) {
       if (file.fd === undefined) {

@@ -81,6 +81,8 @@ export class ConvergencePolicy {
   private readonly rate = new ProgressRate();
   private lastStep = { round: 0, ms: 0 };
   private pressureStreak = 0;
+  /** Samples in a row with the dirty rate at or below half the link: "no pressure" needs as many as pressure does. */
+  private calmStreak = 0;
   private best = { remaining: Number.POSITIVE_INFINITY, round: 0, ms: 0 };
   private linkAnnounced = false;
   /** Largest remaining seen after the bulk copy: the size of what keeps being dirtied. */
@@ -148,7 +150,9 @@ export class ConvergencePolicy {
       });
     }
     this.dirtySetBytes = Math.max(this.dirtySetBytes, sample.remainingBytes);
-    this.pressureStreak = sample.dirtyRateBytesPerSec > link * PRESSURE_RATIO ? this.pressureStreak + 1 : 0;
+    const above = sample.dirtyRateBytesPerSec > link * PRESSURE_RATIO;
+    this.pressureStreak = above ? this.pressureStreak + 1 : 0;
+    this.calmStreak = above ? 0 : this.calmStreak + 1;
     const size = this.roundSize(sample);
     if (size < this.best.remaining * STALL_PROGRESS) this.best = { remaining: size, round: sample.round, ms: t };
 
@@ -157,11 +161,13 @@ export class ConvergencePolicy {
     const settled = sample.round >= this.lastStep.round + HOLD_ROUNDS && t >= this.lastStep.ms + HOLD_MS;
     const stalled = sample.round >= this.best.round + HOLD_ROUNDS && t >= this.best.ms + HOLD_MS;
     const pressure = this.pressureStreak >= PRESSURE_SAMPLES;
+    const calm = this.calmStreak >= PRESSURE_SAMPLES;
     const figures = `rounds start with ${(size / MiB).toFixed(1)} MiB (round ${sample.round}), ~${Math.round(expectedMs)} ms at ${mibps(link)}, target ${this.state.switchoverTargetMs} ms; dirty ${mibps(sample.dirtyRateBytesPerSec)}`;
 
     const xbzrle = this.judgeXbzrle(sample);
     if (xbzrle) out.push(xbzrle);
-    if (converging || !settled) return this.stepped(out, sample);
+    // Nothing is weighed against the link until it was measured on a few busy samples.
+    if (converging || !settled || this.busyRates.length < PRESSURE_SAMPLES) return this.stepped(out, sample);
 
     const ceiling = throttleCeilingPct(this.state.switchoverTargetMs, this.config.throttleMaxPct);
     const throttleExhausted = this.plan.dirtyLimit ? (this.state.dirtyLimitMBps ?? Infinity) <= 1 : this.state.throttlePct >= ceiling;
@@ -169,18 +175,18 @@ export class ConvergencePolicy {
       out.push(this.plan.dirtyLimit ? this.lowerDirtyLimit(link, figures) : this.raiseThrottle(figures, ceiling));
       return this.stepped(out, sample);
     }
-    if (stalled && (throttleExhausted || !pressure) && this.state.switchoverTargetMs < this.ctx.switchoverCeilingMs) {
+    if (stalled && (throttleExhausted || calm) && this.state.switchoverTargetMs < this.ctx.switchoverCeilingMs) {
       const next = Math.min(this.ctx.switchoverCeilingMs, Math.round(this.state.switchoverTargetMs * this.config.switchoverStepFactor));
       out.push({
         action: 'raise-switchover-target',
-        reason: `no progress for ${sample.round - this.best.round} rounds (${figures}${throttleExhausted ? `, throttle at its ${ceiling}% ceiling for this target` : ', dirty rate below half the link'}): target ${this.state.switchoverTargetMs} → ${next} ms (ceiling ${this.ctx.switchoverCeilingMs} ms)`,
+        reason: `no progress for ${sample.round - this.best.round} rounds (${figures}${throttleExhausted ? `, throttle at its ${ceiling}% ceiling for this target` : `, dirty rate at most half the link for ${this.calmStreak} samples`}): target ${this.state.switchoverTargetMs} → ${next} ms (ceiling ${this.ctx.switchoverCeilingMs} ms)`,
         values: { switchoverTargetMs: next },
         tune: { downtimeLimitMs: next },
       });
       this.state.switchoverTargetMs = next;
       return this.stepped(out, sample);
     }
-    if (stalled && this.state.postcopy === 'armed' && this.state.switchoverTargetMs >= this.ctx.switchoverCeilingMs && (throttleExhausted || !pressure)) {
+    if (stalled && this.state.postcopy === 'armed' && this.state.switchoverTargetMs >= this.ctx.switchoverCeilingMs && (throttleExhausted || calm)) {
       this.state.postcopy = 'started';
       out.push({
         action: 'start-postcopy',
@@ -208,9 +214,9 @@ export class ConvergencePolicy {
   private stepped(out: ConvergenceDecision[], sample: MigrationProgress): ConvergenceDecision[] {
     if (out.some((d) => d.action !== 'measure-link')) {
       this.lastStep = { round: sample.round, ms: sample.totalTimeMs };
-      // A step is progress in itself: the stall clock starts again under the new setting.
-      this.best = { remaining: sample.remainingBytes, round: sample.round, ms: sample.totalTimeMs };
-      this.pressureStreak = 0;
+      // A step is progress in itself: the stall clock starts again under the new setting. The pressure
+      // streaks go on: they are measurements, and the hold-off already waits for the step's effect.
+      this.best = { remaining: this.roundSizes.length > 0 ? Math.max(...this.roundSizes.map((r) => r.bytes)) : sample.remainingBytes, round: sample.round, ms: sample.totalTimeMs };
     }
     return out;
   }
