@@ -48,7 +48,10 @@ export function describeEvent(event: MigrationEvent): string {
     case 'warning':
       return `warning: ${event.step} failed (${event.phase}), the VM stays on its destination: ${event.error.code}: ${event.error.message}`;
     case 'completed':
-      return `completed: downtime ${event.downtimeMs} ms, total ${(event.totalTimeMs / 1000).toFixed(2)} s, ${mib(event.bytes)} sent in ${event.rounds} rounds, control plane ${event.controlPlaneMs} ms`;
+      return (
+        `completed: downtime ${event.downtimeMs} ms, total ${(event.totalTimeMs / 1000).toFixed(2)} s, ${mib(event.bytes)} sent (${event.bytesPerMemory}× memory) in ${event.rounds} rounds, ` +
+        `throttle ${event.throttlePct}%, switchover target ${event.switchoverTargetMs} ms${event.postcopy ? ', post-copy' : ''}, control plane ${event.controlPlaneMs} ms`
+      );
     case 'failed':
       return `failed in ${event.phase}: ${event.error.code}: ${event.error.message}`;
     case 'rolled-back':
