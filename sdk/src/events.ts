@@ -64,6 +64,8 @@ export type MigrationEvent = MigrationEventBase &
         /** Switchover target in force at the end, ms. */
         switchoverTargetMs: number;
         postcopy: boolean;
+        /** Longest gap in the guest's heartbeat (MOTUS-HB lines) on the hosts' clocks, ms; null when the guest prints none. */
+        guestPauseMs: number | null;
       }
     | { type: 'failed'; phase: MigrationPhase; error: MotusErrorJSON }
     | { type: 'rolled-back'; host: string; vmState: string }

@@ -115,6 +115,12 @@ export interface MigrationProgress {
   cpuThrottlePct?: number;
   /** Delta compression of re-sent pages, when armed (QEMU: xbzrle-cache). */
   xbzrle?: XbzrleStats;
+  /**
+   * The guest's heartbeat lines (`MOTUS-HB`) as the source host saw them arrive during
+   * the migration, epoch ms: the last one before the switchover and the longest gap
+   * between two (throttling shows there). On the terminal sample, when the guest prints them.
+   */
+  heartbeat?: { lastAt: number; longestGapMs: number };
   /** Final figures, present once status is 'completed'. */
   downtimeMs?: number;
   setupTimeMs?: number;
@@ -180,6 +186,11 @@ export interface MigrationSummary {
   switchoverTargetMs?: number;
   /** Whether the end of the copy ran in post-copy mode. */
   postcopy?: boolean;
+  /**
+   * The longest pause the guest saw: the longest gap in its heartbeat lines on the
+   * hosts' clocks, across the switchover (null: the guest prints no heartbeat).
+   */
+  guestPauseMs?: number | null;
   error?: { code: string; message: string; data?: Record<string, unknown> };
   /** Steps that failed after the VM resumed on its destination (see the 'warning' event); the VM stayed there. */
   warnings?: Array<{ step: string; code: string; message: string; data?: Record<string, unknown> }>;

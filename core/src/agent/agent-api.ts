@@ -38,6 +38,9 @@ export function createAgentApi(agent: HostAgent, token: string, logger: Logger):
     .route('POST', '/v1/vms/:name/continue', async ({ params }) => agent.continueMigration(vmName(params)))
     .route('POST', '/v1/vms/:name/tune', async ({ params, body: b }) => agent.tuneMigration(vmName(params), (body(b).tuning ?? {}) as MigrationTuning))
     .route('POST', '/v1/vms/:name/postcopy', async ({ params }) => agent.startPostcopy(vmName(params)))
+    .route('POST', '/v1/vms/:name/first-heartbeat', async ({ params, body: b }) => ({
+      at: await agent.firstHeartbeat(vmName(params), Number(body(b).timeoutMs ?? 0)),
+    }))
     .route('POST', '/v1/vms/:name/cancel', async ({ params }) => agent.cancelMigration(vmName(params)))
     .route('GET', '/v1/vms/:name/state', async ({ params }) => ({ state: await agent.runState(vmName(params)) }))
     .route('POST', '/v1/vms/:name/resume', async ({ params }) => agent.resume(vmName(params)))

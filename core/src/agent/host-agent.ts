@@ -26,6 +26,7 @@ import { AgentMetrics } from '../metrics/agent-metrics.js';
 import { MetricsRegistry } from '../metrics/metrics-registry.js';
 import { readHardwareHealth } from './hardware-health.js';
 import { HostMetricsSampler } from './host-metrics.js';
+import { HeartbeatTail } from './heartbeat-tail.js';
 import { TERMINAL_STATUSES, type AgentFacts, type AgentVm, type HostLink } from './host-link.js';
 
 export interface HostAgentOptions {
@@ -74,6 +75,8 @@ interface VmRecord {
   settling?: Promise<void>;
   /** Network providers told this VM is moving away (their switchover support). */
   moving?: NetworkProvider[];
+  /** Incoming: its serial log followed for the guest's first heartbeat after the switchover. */
+  heartbeat?: HeartbeatTail;
 }
 
 /** A sample repeats this often while the source waits at switchover, so the server can tell a live stream from a cut link. */
@@ -188,6 +191,7 @@ export class HostAgent implements HostLink {
     this.claimName(spec.name);
     const record = await this.launch(spec, 'incoming');
     const handle = record.handle;
+    record.heartbeat = new HeartbeatTail(handle.serialLog);
     try {
       const uri = await handle.listenForMigration(this.options.migrationAddress, 0, tuning);
       this.options.logger.info('incoming migration ready', { vm: spec.name, migrationId, uri });
@@ -227,6 +231,7 @@ export class HostAgent implements HostLink {
     const switchoverWaitMs = this.options.switchoverWaitMs ?? 30_000;
     let pausedSince: number | undefined;
     let settled = false;
+    const heartbeat = new HeartbeatTail(vm.handle.serialLog);
     try {
       await vm.handle.startMigration(uri, tuning);
       this.options.logger.info('outgoing migration started', { vm: name, migrationId, uri });
@@ -242,6 +247,10 @@ export class HostAgent implements HostLink {
         if (TERMINAL_STATUSES.has(progress.status)) settled = true;
         // Before the yield: a consumer that stops at this sample never resumes us.
         if (progress.status === 'completed') left = true;
+        if (progress.status === 'completed') {
+          heartbeat.poll();
+          if (heartbeat.lastAt !== undefined) progress.heartbeat = { lastAt: heartbeat.lastAt, longestGapMs: heartbeat.longestGapMs };
+        }
         yield progress;
         if (TERMINAL_STATUSES.has(progress.status)) {
           if (progress.status !== 'completed') vm.role = 'running';
@@ -275,6 +284,7 @@ export class HostAgent implements HostLink {
       if (vm.role === 'outgoing') vm.role = 'running';
       throw err;
     } finally {
+      heartbeat.stop();
       statusWatch.unsubscribe();
       signal.removeEventListener('abort', onAbort);
       // Fencing rule S1: the server's stream ended before the migration did (the
@@ -307,6 +317,14 @@ export class HostAgent implements HostLink {
 
   async tuneMigration(name: string, tuning: MigrationTuning): Promise<void> {
     await this.outgoing(name).handle.tuneMigration(tuning);
+  }
+
+  async firstHeartbeat(name: string, timeoutMs: number): Promise<number | null> {
+    const vm = this.get(name);
+    if (!vm.heartbeat) return null;
+    const at = await vm.heartbeat.first(Math.min(Math.max(0, timeoutMs), 10_000));
+    vm.heartbeat.stop();
+    return at ?? null;
   }
 
   async startPostcopy(name: string): Promise<void> {
@@ -579,6 +597,7 @@ export class HostAgent implements HostLink {
   /** Forgets a VM whose process has ended, giving back its leases and switch ports. */
   private async release(name: string, vm: VmRecord): Promise<void> {
     if (this.vms.get(name) === vm) this.vms.delete(name);
+    vm.heartbeat?.stop();
     if (vm.leased) {
       vm.leased = false;
       await this.releaseLeases(vm.spec).catch((err: unknown) => {

@@ -51,6 +51,11 @@ export interface HostLink {
   tuneMigration(name: string, tuning: MigrationTuning): Promise<void>;
   /** Switch the running outgoing migration to post-copy. */
   startPostcopy(name: string): Promise<void>;
+  /**
+   * Destination side: when the incoming copy's first heartbeat line (MOTUS-HB) arrived,
+   * epoch ms, waiting up to timeoutMs; null when none came.
+   */
+  firstHeartbeat(name: string, timeoutMs: number): Promise<number | null>;
   cancelMigration(name: string): Promise<void>;
   /** The VM's run state, or 'absent' when no process holds it on this host. */
   runState(name: string): Promise<VmRunState | 'absent'>;

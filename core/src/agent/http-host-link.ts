@@ -91,6 +91,10 @@ export class HttpHostLink implements HostLink {
   async tuneMigration(name: string, tuning: MigrationTuning): Promise<void> {
     await this.call('POST', this.vmPath(name, 'tune'), { tuning }, 10_000);
   }
+  async firstHeartbeat(name: string, timeoutMs: number): Promise<number | null> {
+    const { at } = await this.call<{ at: number | null }>('POST', this.vmPath(name, 'first-heartbeat'), { timeoutMs }, timeoutMs + 10_000);
+    return at;
+  }
   async startPostcopy(name: string): Promise<void> {
     await this.call('POST', this.vmPath(name, 'postcopy'), {}, 10_000);
   }

@@ -50,7 +50,8 @@ export function describeEvent(event: MigrationEvent): string {
     case 'completed':
       return (
         `completed: downtime ${event.downtimeMs} ms, total ${(event.totalTimeMs / 1000).toFixed(2)} s, ${mib(event.bytes)} sent (${event.bytesPerMemory}× memory) in ${event.rounds} rounds, ` +
-        `throttle ${event.throttlePct}%, switchover target ${event.switchoverTargetMs} ms${event.postcopy ? ', post-copy' : ''}, control plane ${event.controlPlaneMs} ms`
+        `throttle ${event.throttlePct}%, switchover target ${event.switchoverTargetMs} ms${event.postcopy ? ', post-copy' : ''}, ` +
+        `${event.guestPauseMs === null ? 'no guest heartbeat' : `guest pause ${event.guestPauseMs} ms`}, control plane ${event.controlPlaneMs} ms`
       );
     case 'failed':
       return `failed in ${event.phase}: ${event.error.code}: ${event.error.message}`;

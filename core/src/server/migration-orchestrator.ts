@@ -71,6 +71,8 @@ const DESTINATION_RUN_TIMEOUT_MS = 10_000;
  * its measurements; this timer is the backstop for phases that report no samples.
  */
 const TIME_LIMIT_BACKSTOP_MS = 30_000;
+/** A guest whose heartbeat the source saw beats again on the destination within this (its period is 200 ms by default). */
+const GUEST_HEARTBEAT_WAIT_MS = 3_000;
 const MiB = 1024 * 1024;
 
 /**
@@ -329,6 +331,7 @@ export class MigrationOrchestrator {
       await this.waitForDestination(destination.link, vm.name);
       resumedOnDestination = true;
       this.emit(run, { type: 'resumed', host: destination.info.name });
+      const guestPauseMs = await this.guestPause(destination.link, vm.name, final);
 
       summary.phase = 'announce';
       // QEMU announces by itself after an incoming migration; asking again at once
@@ -359,6 +362,7 @@ export class MigrationOrchestrator {
         throttlePct: Math.max(policy.state.throttleReachedPct, final.cpuThrottlePct ?? 0),
         switchoverTargetMs: policy.state.switchoverTargetMs,
         postcopy: policy.state.postcopy === 'started',
+        guestPauseMs,
       } satisfies Partial<MigrationSummary>);
       summary.controlPlaneMs ??= 0;
       this.deps.inventory.putMigration(summary);
@@ -373,6 +377,7 @@ export class MigrationOrchestrator {
         throttlePct: summary.throttlePct!,
         switchoverTargetMs: summary.switchoverTargetMs!,
         postcopy: summary.postcopy!,
+        guestPauseMs,
       });
       logger.info('migration completed', { migration: summary.id, vm: vm.name, to: destination.info.name, downtimeMs: summary.downtimeMs });
       return summary;
@@ -386,6 +391,28 @@ export class MigrationOrchestrator {
     } finally {
       clearTimeout(timer);
       unreserve();
+    }
+  }
+
+  /**
+   * The guest-observed pause: from the last heartbeat the source host saw to the first
+   * the destination host saw, or the longest gap during the copy if that was longer
+   * (a throttled vCPU). Null when the guest prints no heartbeat. Host clocks: exact
+   * on one machine, as good as their NTP sync across hosts.
+   */
+  private async guestPause(link: HostLink, vm: string, final: MigrationProgress): Promise<number | null> {
+    if (!final.heartbeat) return null;
+    const first = await this.afterResumeValue(() => link.firstHeartbeat(vm, GUEST_HEARTBEAT_WAIT_MS));
+    if (first === null || first === undefined) return null;
+    return Math.max(final.heartbeat.longestGapMs, first - final.heartbeat.lastAt);
+  }
+
+  private async afterResumeValue<T>(action: () => Promise<T>): Promise<T | undefined> {
+    try {
+      return await action();
+    } catch (err) {
+      this.deps.logger.warn('could not read the guest heartbeat on the destination', { error: (err as Error).message });
+      return undefined;
     }
   }
 

@@ -98,8 +98,10 @@ describe('convergence of a hot writer (all-in-one site, QEMU)', function () {
     await waitFor('heartbeats on host-b', () => (parseGuestSerial(readSerial(moved.serialLog!)).heartbeats.length >= 50 ? true : undefined), 60_000, 100);
     const pause = clock.longestGap(t0, performance.now());
     const gaps = clock.gaps(t0, performance.now(), 3).map((g) => `${g.ms} ms ending ${(g.endedMs / 1000).toFixed(1)} s after the request`);
-    console.log(`      guest-observed pause (longest heartbeat gap, host clock): ${Math.round(pause)} ms; longest gaps: ${gaps.join(', ')}`);
+    console.log(`      guest-observed pause (longest heartbeat gap, host clock): ${Math.round(pause)} ms as the test saw it, ${completed.guestPauseMs} ms as the agents reported it; longest gaps: ${gaps.join(', ')}`);
     expect(pause, 'heartbeats arrived on both sides').to.be.greaterThan(0);
+    // The agents timestamp the same lines: the source's last before the switchover, the destination's first after.
+    expect(completed.guestPauseMs, 'the result carries the guest-observed pause').to.be.a('number').and.greaterThan(0);
     const joined = parseGuestSerial(readSerial(source.serialLog!) + readSerial(moved.serialLog!));
     expect(heartbeatBreaks(joined.heartbeats)).to.deep.equal([]);
     expect(joined.errors).to.deep.equal([]);

@@ -61,6 +61,7 @@ describe('migration orchestrator (fake hypervisor)', () => {
     expect(completed.rounds).to.equal(5);
     expect(completed.bytesPerMemory).to.equal(1);
     expect(completed).to.include({ throttlePct: 0, switchoverTargetMs: 100, postcopy: false });
+    expect(completed.guestPauseMs, 'the fake guest prints no heartbeat').to.equal(null);
     const summary = await handle.done;
     expect(summary.state).to.equal('completed');
     expect(summary.requestedBy).to.equal('alice');

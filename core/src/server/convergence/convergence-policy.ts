@@ -150,9 +150,13 @@ export class ConvergencePolicy {
       });
     }
     this.dirtySetBytes = Math.max(this.dirtySetBytes, sample.remainingBytes);
-    const above = sample.dirtyRateBytesPerSec > link * PRESSURE_RATIO;
-    this.pressureStreak = above ? this.pressureStreak + 1 : 0;
-    this.calmStreak = above ? 0 : this.calmStreak + 1;
+    // QEMU computes the dirty rate over sync periods of a second or more and reports 0 until then:
+    // a 0 after the bulk copy is a missing measurement, counted neither as pressure nor as calm.
+    if (sample.dirtyRateBytesPerSec > 0) {
+      const above = sample.dirtyRateBytesPerSec > link * PRESSURE_RATIO;
+      this.pressureStreak = above ? this.pressureStreak + 1 : 0;
+      this.calmStreak = above ? 0 : this.calmStreak + 1;
+    }
     const size = this.roundSize(sample);
     if (size < this.best.remaining * STALL_PROGRESS) this.best = { remaining: size, round: sample.round, ms: t };
 
@@ -166,8 +170,9 @@ export class ConvergencePolicy {
 
     const xbzrle = this.judgeXbzrle(sample);
     if (xbzrle) out.push(xbzrle);
-    // Nothing is weighed against the link until it was measured on a few busy samples.
-    if (converging || !settled || this.busyRates.length < PRESSURE_SAMPLES) return this.stepped(out, sample);
+    // Nothing is weighed against the link until it was measured over a whole round of re-sent pages
+    // (round 3 on) and on a few busy samples: on a loaded host round 2 alone reads far below the link.
+    if (converging || !settled || sample.round < 3 || this.busyRates.length < PRESSURE_SAMPLES) return this.stepped(out, sample);
 
     const ceiling = throttleCeilingPct(this.state.switchoverTargetMs, this.config.throttleMaxPct);
     const throttleExhausted = this.plan.dirtyLimit ? (this.state.dirtyLimitMBps ?? Infinity) <= 1 : this.state.throttlePct >= ceiling;

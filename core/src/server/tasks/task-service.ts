@@ -370,7 +370,7 @@ export class TaskService {
         }
         const done: MigrationSummary = { ...summary, state: 'completed', finishedAt: new Date().toISOString() };
         this.deps.inventory.putMigration(done);
-        this.emitEvents(done, [{ type: 'resumed', host: info.destination }, { type: 'completed', downtimeMs: 0, totalTimeMs: 0, bytes: 0, rounds: 0, controlPlaneMs: 0, bytesPerMemory: 0, throttlePct: 0, switchoverTargetMs: 0, postcopy: false }]);
+        this.emitEvents(done, [{ type: 'resumed', host: info.destination }, { type: 'completed', downtimeMs: 0, totalTimeMs: 0, bytes: 0, rounds: 0, controlPlaneMs: 0, bytesPerMemory: 0, throttlePct: 0, switchoverTargetMs: 0, postcopy: false, guestPauseMs: null }]);
         this.deps.audit.append({ user: 'motusd', action: 'migration.reconciled', outcome: 'completed', vm: info.vm, source: summary.source, destination: info.destination, task: info.id, detail: { reason: 'the server stopped during the migration; the destination runs the VM' } });
         this.finish(task, 'completed', done);
         return;
