@@ -18,6 +18,7 @@ export class HeartbeatTail {
   private fd: number | undefined;
   private offset: number;
   private rest = '';
+  private stopped = false;
   private readonly timer: NodeJS.Timeout;
 
   /** From the end of the file as it is now: lines already there are not new arrivals. */
@@ -28,6 +29,7 @@ export class HeartbeatTail {
   }
 
   poll(): void {
+    if (this.stopped) return;
     if (this.fd === undefined) {
       try {
         this.fd = openSync(this.path, 'r');
@@ -60,14 +62,16 @@ export class HeartbeatTail {
   /** Resolves with the first heartbeat's arrival, or undefined after timeoutMs. */
   async first(timeoutMs: number): Promise<number | undefined> {
     const deadline = Date.now() + timeoutMs;
-    while (this.firstAt === undefined && Date.now() < deadline) {
+    while (this.firstAt === undefined && !this.stopped && Date.now() < deadline) {
       this.poll();
       await new Promise((resolve) => setTimeout(resolve, POLL_MS));
     }
     return this.firstAt;
   }
 
+  /** Idempotent. */
   stop(): void {
+    this.stopped = true;
     clearInterval(this.timer);
     if (this.fd !== undefined) closeSync(this.fd);
     this.fd = undefined;

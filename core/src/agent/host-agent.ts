@@ -250,6 +250,8 @@ export class HostAgent implements HostLink {
         if (progress.status === 'completed') {
           heartbeat.poll();
           if (heartbeat.lastAt !== undefined) progress.heartbeat = { lastAt: heartbeat.lastAt, longestGapMs: heartbeat.longestGapMs };
+          // Stopped here too: a consumer that never resumes us would leave finally unrun.
+          heartbeat.stop();
         }
         yield progress;
         if (TERMINAL_STATUSES.has(progress.status)) {
