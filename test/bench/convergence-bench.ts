@@ -207,7 +207,7 @@ async function main(): Promise<void> {
     title: `${workload}: ${workloads.find((w) => w.name === workload)?.describe ?? ''}`,
     series: POLICIES.map(({ policy, color }) => {
       const first = runs.find((r) => r.policy === policy.name)!;
-      return { label: policy.describe, color, completed: first.completed, points: first.samples.map((s) => ({ t: s.t / 1000, mib: s.progress.remainingBytes / MiB })) };
+      return { label: `${policy.name}: ${policy.describe.replace(/^[^:]*: /, '')}`, color, completed: first.completed, points: first.samples.map((s) => ({ t: s.t / 1000, mib: s.progress.remainingBytes / MiB })) };
     }),
   }));
   const svg = join(outDir, 'convergence-remaining.svg');

@@ -111,7 +111,7 @@ export const libvirtAutoConverge: BenchPolicy = {
  */
 export const proxmoxDoubling: BenchPolicy = {
   name: 'proxmox-doubling',
-  describe: 'Proxmox-style: auto-converge + xbzrle (10% cache), downtime-limit 100 ms doubled after >5 polls without progress (1 s polls), bandwidth = link cap',
+  describe: 'Proxmox-style: auto-converge + xbzrle (10% cache), downtime-limit 100 ms doubled on a stall, bandwidth = link cap',
   start(ctx) {
     let downtime = 100;
     let counter = 0;

@@ -15,7 +15,7 @@ export interface Panel {
   series: Series[];
 }
 
-const W = 560;
+const W = 760;
 const H = 260;
 const M = { left: 56, right: 16, top: 28, bottom: 40 };
 
@@ -69,7 +69,7 @@ function panel(p: Panel, x0: number, y0: number): string {
 /** Panels in a column, the legend (labels and colours of the first panel) on top. */
 export function remainingPlot(panels: Panel[], caption: string): string {
   const legend = panels[0]?.series ?? [];
-  const legendH = 20 + 16 * legend.length;
+  const legendH = 36 + 16 * legend.length;
   const height = legendH + panels.length * H + 10;
   const parts: string[] = [];
   parts.push(`<svg xmlns="http://www.w3.org/2000/svg" width="${W}" height="${height}" font-family="sans-serif" font-size="12">`);
@@ -79,7 +79,7 @@ export function remainingPlot(panels: Panel[], caption: string): string {
     parts.push(`<line x1="12" y1="${28 + 16 * i}" x2="36" y2="${28 + 16 * i}" stroke="${s.color}" stroke-width="2"/>`);
     parts.push(`<text x="42" y="${32 + 16 * i}">${esc(s.label)}</text>`);
   });
-  parts.push(`<text x="${W - 8}" y="${32}" text-anchor="end" font-size="10">● completed   ✕ abandoned at the cap</text>`);
+  parts.push(`<text x="12" y="${32 + 16 * legend.length}" font-size="10">● completed   ✕ abandoned at the completion cap</text>`);
   panels.forEach((p, i) => parts.push(panel(p, 0, legendH + i * H)));
   parts.push('</svg>');
   return parts.join('\n') + '\n';
