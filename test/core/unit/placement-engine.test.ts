@@ -154,4 +154,23 @@ describe('placement engine on simulated clusters', () => {
     expect(evacuation.moves.map((m) => m.vm)).to.deep.equal(['app', 'db']);
     expect(new Set(evacuation.moves.map((m) => m.to)).size, 'app and db land together').to.equal(1);
   });
+
+  it('divides contended CPU among pools by their shares, a pool wanting less keeping what it wants', () => {
+    const host = { name: 'a', cluster: 'c', state: 'connected' as const, cpus: 4, memoryTotalMiB: 4096, reservedMiB: 0, baseCpu: 0, linkBytesPerSec: 1e8, linkSource: 'x', activeMigrations: 0, maxMigrations: 8 };
+    const vm = (name: string, pool: string, cpu: number) => ({ name, host: 'a', pool, memoryMiB: 128, vcpus: 4, cpuUsed: cpu, memoryUsedMiB: 0, dirtyBytesPerSec: 0, movable: true });
+    const pools = [
+      { name: 'gold', cluster: 'c', shares: 2000, reservation: {}, limit: {} },
+      { name: 'bronze', cluster: 'c', shares: 500, reservation: {}, limit: {} },
+      { name: 'tin', cluster: 'c', shares: 500, reservation: {}, limit: {} },
+    ];
+    const rules = { affinity: [], antiAffinity: [], vmHost: [] };
+    const contended = new ClusterState({ hosts: [host], vms: [vm('g', 'gold', 4), vm('b', 'bronze', 4)], pools, rules });
+    expect(contended.vmLoadOn('g', 'a')).to.be.closeTo((0.5 * 3.2) / 4, 1e-9);
+    expect(contended.vmLoadOn('b', 'a')).to.be.closeTo((0.5 * 0.8) / 4, 1e-9);
+    const modest = new ClusterState({ hosts: [host], vms: [vm('g', 'gold', 4), vm('b', 'bronze', 4), vm('t', 'tin', 0.2)], pools, rules });
+    expect(modest.vmLoadOn('t', 'a'), 'tin wants less than its part and keeps it').to.be.closeTo((0.5 * 0.2) / 4, 1e-9);
+    expect(modest.vmLoadOn('g', 'a') / modest.vmLoadOn('b', 'a')).to.be.closeTo(4, 1e-9);
+    const calm = new ClusterState({ hosts: [host], vms: [vm('g', 'gold', 1), vm('b', 'bronze', 1)], pools, rules });
+    expect(calm.vmLoadOn('g', 'a')).to.be.closeTo(calm.vmLoadOn('b', 'a'), 1e-12);
+  });
 });

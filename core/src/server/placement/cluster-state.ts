@@ -271,8 +271,62 @@ export class ClusterState {
       const memFloor = (pool?.reservation.memoryMiB ?? 0) / members.length;
       const cpuFloor = (pool?.reservation.cpus ?? 0) / members.length;
       for (const vm of members) {
-        this.cpuEnt.set(vm.name, Math.max(vm.cpuUsed * cpuScale, Math.min(cpuFloor, vm.vcpus)));
+        this.cpuEnt.set(vm.name, vm.cpuUsed * cpuScale);
         this.memEnt.set(vm.name, Math.max(vm.memoryUsedMiB * memScale, Math.min(memFloor, vm.memoryMiB)));
+      }
+    }
+    this.divideContendedCpu();
+    for (const [poolName, members] of byPool) {
+      const cpuFloor = (this.pools.get(poolName)?.reservation.cpus ?? 0) / members.length;
+      for (const vm of members) this.cpuEnt.set(vm.name, Math.max(this.cpuEnt.get(vm.name)!, Math.min(cpuFloor, vm.vcpus)));
+    }
+  }
+
+  /**
+   * Shares: when a cluster's VMs want more CPU than its hosts in service have
+   * (cores less the hosts' own use), the cores are divided among the pools in
+   * proportion to their shares, a pool wanting less than its part keeping what it
+   * wants and leaving the rest to the others (max-min fairness, as DRS divides a
+   * contended parent among its children).
+   */
+  private divideContendedCpu(): void {
+    const capacity = new Map<string, number>();
+    for (const slot of this.slots.values()) {
+      if (slot.host.state !== 'connected') continue;
+      capacity.set(slot.host.cluster, (capacity.get(slot.host.cluster) ?? 0) + Math.max(0, slot.host.cpus - slot.host.baseCpu));
+    }
+    const demand = new Map<string, Map<string, number>>();
+    for (const vm of this.vms.values()) {
+      const cluster = this.slots.get(vm.host)?.host.cluster;
+      if (cluster === undefined) continue;
+      const pools = demand.get(cluster) ?? new Map<string, number>();
+      pools.set(vm.pool, (pools.get(vm.pool) ?? 0) + this.cpuEnt.get(vm.name)!);
+      demand.set(cluster, pools);
+    }
+    for (const [cluster, pools] of demand) {
+      let left = capacity.get(cluster) ?? 0;
+      const total = [...pools.values()].reduce((a, b) => a + b, 0);
+      if (total <= left || pools.size < 2) continue;
+      const given = new Map<string, number>();
+      const open = new Map(pools);
+      for (;;) {
+        const shares = [...open.keys()].reduce((sum, p) => sum + (this.pools.get(p)?.shares ?? 1000), 0);
+        const satisfied = [...open].filter(([p, want]) => want <= (left * (this.pools.get(p)?.shares ?? 1000)) / shares);
+        if (satisfied.length === 0) {
+          for (const p of open.keys()) given.set(p, (left * (this.pools.get(p)?.shares ?? 1000)) / shares);
+          break;
+        }
+        for (const [p, want] of satisfied) {
+          given.set(p, want);
+          left -= want;
+          open.delete(p);
+        }
+        if (open.size === 0) break;
+      }
+      for (const vm of this.vms.values()) {
+        if (this.slots.get(vm.host)?.host.cluster !== cluster) continue;
+        const want = pools.get(vm.pool)!;
+        if (want > 0) this.cpuEnt.set(vm.name, (this.cpuEnt.get(vm.name)! * given.get(vm.pool)!) / want);
       }
     }
   }
