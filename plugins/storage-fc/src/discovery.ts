@@ -103,36 +103,49 @@ function attr(dir: string, name: string): Read<string> {
   return readAttr(join(dir, name));
 }
 
+/** A WWN attribute: its value, or undefined — with the reason pushed to `reasons` when it must be there. */
+function wwnAttr(dir: string, name: string, reasons?: string[]): string | undefined {
+  const text = attr(dir, name);
+  if (!text.ok) {
+    reasons?.push(`${name} ${text.reason}`);
+    return undefined;
+  }
+  const wwn = parsePortWwn(text.value);
+  if (!wwn.ok) reasons?.push(`${name}: ${wwn.reason}`);
+  return wwn.ok ? wwn.value : undefined;
+}
+
+/** `port_state`, which must be Online for the port to count. */
+function portStateAttr(dir: string, reasons: string[]): string | undefined {
+  const state = attr(dir, 'port_state');
+  if (!state.ok) {
+    reasons.push(`port_state ${state.reason}`);
+    return undefined;
+  }
+  if (state.value !== 'Online') reasons.push(`port is ${state.value}`);
+  return state.value;
+}
+
 function readHba(sys: string, name: string): FcHba {
   const hostNumber = Number(name.slice(4));
   const dir = join(sys, 'class', 'fc_host', name);
   const hba: FcHba = { name, hostNumber, usable: false };
   const reasons: string[] = [];
   if (!/^host\d+$/.test(name)) return { ...hba, hostNumber: -1, reason: `'${name}' is not an FC host name` };
-  const wwpn = attr(dir, 'port_name');
-  if (wwpn.ok) {
-    const p = parsePortWwn(wwpn.value);
-    if (p.ok) hba.wwpn = p.value;
-    else reasons.push(`port_name: ${p.reason}`);
-  } else reasons.push(`port_name ${wwpn.reason}`);
-  const wwnn = attr(dir, 'node_name');
-  if (wwnn.ok && parsePortWwn(wwnn.value).ok) hba.wwnn = (parsePortWwn(wwnn.value) as { value: string }).value;
-  const state = attr(dir, 'port_state');
-  if (state.ok) {
-    hba.portState = state.value;
-    if (state.value !== 'Online') reasons.push(`port is ${state.value}`);
-  } else reasons.push(`port_state ${state.reason}`);
+  const wwpn = wwnAttr(dir, 'port_name', reasons);
+  if (wwpn) hba.wwpn = wwpn;
+  const wwnn = wwnAttr(dir, 'node_name');
+  if (wwnn) hba.wwnn = wwnn;
+  const state = portStateAttr(dir, reasons);
+  if (state) hba.portState = state;
   const speed = attr(dir, 'speed');
   if (speed.ok) {
     hba.speed = speed.value;
     const g = parseSpeed(speed.value);
     if (g !== undefined) hba.speedGbit = g;
   }
-  const fabric = attr(dir, 'fabric_name');
-  if (fabric.ok) {
-    const f = parsePortWwn(fabric.value);
-    if (f.ok) hba.fabricName = f.value;
-  }
+  const fabric = wwnAttr(dir, 'fabric_name');
+  if (fabric) hba.fabricName = fabric;
   hba.usable = reasons.length === 0;
   if (reasons.length > 0) hba.reason = `HBA ${name}${hba.wwpn ? ` (${hba.wwpn})` : ''}: ${reasons.join('; ')}`;
   return hba;
@@ -144,22 +157,12 @@ function readRemotePort(sys: string, name: string): FcRemotePort {
   if (!m) return { ...rp, reason: `'${name}' is not a remote port name` };
   const dir = join(sys, 'class', 'fc_remote_ports', name);
   const reasons: string[] = [];
-  const wwpn = attr(dir, 'port_name');
-  if (wwpn.ok) {
-    const p = parsePortWwn(wwpn.value);
-    if (p.ok) rp.wwpn = p.value;
-    else reasons.push(`port_name: ${p.reason}`);
-  } else reasons.push(`port_name ${wwpn.reason}`);
-  const wwnn = attr(dir, 'node_name');
-  if (wwnn.ok) {
-    const n = parsePortWwn(wwnn.value);
-    if (n.ok) rp.wwnn = n.value;
-  }
-  const state = attr(dir, 'port_state');
-  if (state.ok) {
-    rp.portState = state.value;
-    if (state.value !== 'Online') reasons.push(`port is ${state.value}`);
-  } else reasons.push(`port_state ${state.reason}`);
+  const wwpn = wwnAttr(dir, 'port_name', reasons);
+  if (wwpn) rp.wwpn = wwpn;
+  const wwnn = wwnAttr(dir, 'node_name');
+  if (wwnn) rp.wwnn = wwnn;
+  const state = portStateAttr(dir, reasons);
+  if (state) rp.portState = state;
   const roles = attr(dir, 'roles');
   if (roles.ok) {
     rp.roles = roles.value.split(',').map((r) => r.trim()).filter(Boolean);
