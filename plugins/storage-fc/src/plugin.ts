@@ -6,7 +6,7 @@
  * refuses a destination which does not see every LUN of the VM — after asking
  * it to rescan its SCSI hosts, since a LUN newly mapped to a host appears only then.
  */
-import { API_VERSION, StorageProviderToken, definePlugin, type MigrationHookContext, type PluginContext, type PluginDefinition, type Veto } from '@motus/sdk';
+import { API_VERSION, StorageMetrics, StorageProviderToken, definePlugin, type MigrationHookContext, type PluginContext, type PluginDefinition, type Veto } from '@motus/sdk';
 import { FcPluginConfigSchema, type FcPluginConfig } from './config.js';
 import { locateDisk, type DiskLocation } from './disk-path.js';
 import { normalizeLunWwn } from './names.js';
@@ -32,7 +32,7 @@ function wwnsOf(payload: unknown): string[] {
 }
 
 function setUpAgent(ctx: PluginContext<FcPluginConfig>): Promise<void> {
-  const provider = new FcStorageProvider({ host: ctx.host!, config: ctx.config, logger: ctx.logger });
+  const provider = new FcStorageProvider({ host: ctx.host!, config: ctx.config, logger: ctx.logger, metrics: new StorageMetrics(ctx.metrics, 'fc') });
   ctx.provide(StorageProviderToken, provider);
   ctx.reportFacts(() => provider.facts());
   ctx.handle('rescan', async (payload): Promise<RescanAnswer> => {

@@ -5,7 +5,7 @@
  * the multipath map of the LUN named by the disk's WWN), and the ownership of
  * the LUNs as the StorageProvider lease (lun-lease.ts over sg_persist).
  */
-import { MotusError, keyHex, reservationKey, type DatastoreInfo, type DiskSpec, type Logger, type PersistentReservationDevice, type StorageProvider } from '@motus/sdk';
+import { MotusError, keyHex, reservationKey, type DatastoreInfo, type DiskSpec, type Logger, type PersistentReservationDevice, type StorageMetrics, type StorageProvider } from '@motus/sdk';
 import { rootFor, type FcDatastoreConfig, type FcPluginConfig } from './config.js';
 import { discoverFc, type FcInventory, type FcRoots } from './discovery.js';
 import { locateDisk, type DiskLocation } from './disk-path.js';
@@ -107,6 +107,8 @@ export interface FcProviderOptions {
   reservationDevice?: (device: string) => PersistentReservationDevice;
   /** Rescans the SCSI hosts; the scan files by default (tests add what the kernel would find). */
   rescanHosts?: typeof rescanFcHosts;
+  /** Where scans (a `check` per datastore) and lease checks are counted (the agent's /metrics). */
+  metrics?: StorageMetrics;
 }
 
 interface Lease extends FcLeaseFacts {
@@ -160,8 +162,11 @@ export class FcStorageProvider implements StorageProvider {
     if (this.scanning) return this.scanning;
     this.scanning = (async () => {
       try {
+        const started = performance.now();
         const inventory = await discoverFc(this.roots);
         this.inventory = inventory;
+        const seconds = (performance.now() - started) / 1000;
+        for (const ds of this.datastoreFacts()) this.options.metrics?.operation(ds.name, 'check', seconds, ds.accessible);
         await this.readKeys(inventory);
         return inventory;
       } finally {
@@ -351,7 +356,12 @@ export class FcStorageProvider implements StorageProvider {
       try {
         next.set(lun.wwn, { keys: [...new Set((await dev.readKeys()).keys)] });
         for (const lease of [...this.leases.values()].filter((l) => l.wwn === lun.wwn && l.enforced)) {
-          const check = await checkLease(dev, this.key, this.ownerOf);
+          const started = performance.now();
+          const check = await checkLease(dev, this.key, this.ownerOf).catch((err: unknown) => {
+            this.options.metrics?.renewal(lease.datastore, (performance.now() - started) / 1000, false);
+            throw err;
+          });
+          this.options.metrics?.renewal(lease.datastore, (performance.now() - started) / 1000, check.held);
           if (!check.held) this.loseLease(lease, check.reason);
         }
       } catch (err) {

@@ -10,7 +10,7 @@
  * enforced (the reservations themselves are tested against tgt in the
  * integration tier). What this proves: WWN → each host's own multipath device →
  * QEMU's host_device driver on both ends of a live migration, the facts, and the
- * validate veto after a rescan of the destination.
+ * validate veto naming LUN and host.
  */
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
@@ -66,13 +66,25 @@ describe('FC datastore: a writing guest on a WWN-named LUN migrates host-a → h
     config:
       datastores:
         - name: fcds1
-          luns: ['${LUN1}', '${LUN5}']
+          luns: ['${LUN1}']
+        # LUN 5 is zoned to host-a only. (A host meant to see a datastore that misses one of its
+        # LUNs reports it not accessible, which the placement health signals take for a storage
+        # path failure: such a host is degraded and takes no migrations at all.)
+        - name: fcds2
+          luns: ['${LUN5}']
+          hosts: [host-a]
       sysRoot: '${dir.path}/{host}/sys'
       devRoot: '${dir.path}/{host}/dev'
       # A loop device takes no SCSI commands: run unprotected, and say so in the leases.
       reservations: if-supported
       factsRefreshMs: 1000
-`));
+`) + `placement:
+  # Two cores shared with other test runs: missed heartbeats and CPU load are not what this test is about.
+  health:
+    missedHeartbeats: 0
+    overloadCpu: 4
+    onDegraded: report
+`);
   });
 
   after(async () => {
@@ -97,7 +109,8 @@ describe('FC datastore: a writing guest on a WWN-named LUN migrates host-a → h
     expect(a1.paths.find((p) => p.state === 'failed')!.reason).to.include('Blocked');
     expect(a.luns.find((l) => l.wwn === LUN5)?.usable).to.equal(true);
     expect(b.luns.find((l) => l.wwn === LUN5)).to.equal(undefined);
-    expect(b.datastores[0]).to.deep.include({ name: 'fcds1', accessible: false });
+    expect(b.datastores.map((d) => [d.name, d.accessible])).to.deep.equal([['fcds1', true]]);
+    expect(b.notVisible).to.deep.equal(['fcds2']);
     expect(facts.get('host-c')!.problems[0]).to.include('no FC HBAs');
   });
 
@@ -114,15 +127,12 @@ describe('FC datastore: a writing guest on a WWN-named LUN migrates host-a → h
     expect(lease.paths).to.have.length(3);
   });
 
-  it('vetoes moving a VM on LUN 5 to host-b after rescanning host-b, naming the LUN and the host', async () => {
+  it('vetoes moving a VM on LUN 5 (zoned to host-a only) to host-b, naming the LUN and the host', async () => {
     await site!.client.startVm({ name: 'vm5', memoryMiB: 32, vcpus: 1, boot: { kind: 'disk' }, disks: [{ id: 'data', path: diskPath(LUN5), format: 'raw' }] }, 'host-a');
-    const b = trees.get('host-b')!;
     const err = await site!.client.migrate({ vm: 'vm5', destination: 'host-b' }).then(() => undefined, (e: unknown) => e);
     expect(err).to.be.instanceOf(MotusError);
     expect((err as MotusError).code).to.equal('MOTUS_E_MIGRATION_VETOED');
-    expect((err as MotusError).message).to.include('host host-b does not see').and.include(LUN5).and.include('(LUN 5)').and.include('also after rescanning host1, host2');
-    expect(readFileSync(b.scanFile(1), 'latin1')).to.equal('- - -\n');
-    expect(readFileSync(b.scanFile(2), 'latin1')).to.equal('- - -\n');
+    expect((err as MotusError).message).to.include('host host-b does not see').and.include(LUN5).and.include('(LUN 5)').and.include("not among the datastore's hosts");
     console.log(`      veto: ${(err as MotusError).message}`);
     expect((await vmInfoOf(site!.client, 'vm5')).host).to.equal('host-a');
     await site!.client.stopVm('vm5');
@@ -137,7 +147,7 @@ describe('FC datastore: a writing guest on a WWN-named LUN migrates host-a → h
     const vm = await vmInfoOf(site!.client, 'vm1');
     expect([vm.host, vm.state]).to.deep.equal(['host-b', 'running']);
     serialLogs.push(vm.serialLog!);
-    expect(await qemuPidsOf('vm1')).to.deep.equal([vm.pid]);
+    await waitFor('the source QEMU to end', async () => ((await qemuPidsOf('vm1')).join() === String(vm.pid) ? true : undefined), 20_000, 100);
     expect(argvOf(vm.pid!).join(' ')).to.include(`driver=host_device,node-name=proto-0,filename=${mapOf('host-b')}`);
     const facts = await waitFor('the lease on host-b', async () => {
       const f = await hostsFacts();

@@ -10,10 +10,11 @@
  */
 import { expect } from 'chai';
 import { join } from 'node:path';
-import { MotusError, keyHex, reservationKey, type DiskSpec, type Logger } from '@motus/sdk';
+import { MotusError, StorageMetrics, keyHex, reservationKey, type DiskSpec, type Logger } from '@motus/sdk';
+import { MetricsRegistry } from '@motus/core';
 import { FcPluginConfigSchema, FcStorageProvider, diskPath } from '@motus/storage-fc';
 import { IscsiSession } from '@motus/storage-iscsi';
-import { tempDir } from '../../support/index.js';
+import { parseExposition, tempDir, valueOf } from '../../support/index.js';
 import { startTgt, type Tgt } from '../../storage-iscsi/support/tgt.js';
 import { buildFcHost, loadFixture } from '../support/fc-fixture.js';
 
@@ -28,6 +29,7 @@ describe('storage-fc reservations against a real SCSI target (tgt through iSCSI,
   let probe: IscsiSession;
   const sessions = new Map<string, IscsiSession>();
   const providers = new Map<string, FcStorageProvider>();
+  const registry = new MetricsRegistry();
   const disk: DiskSpec = { id: 'disk0', path: diskPath(WWN), format: 'raw' };
   const nameOfKey = (k: bigint) => (['host-a', 'host-b'].find((h) => reservationKey(h) === k) ?? keyHex(k));
 
@@ -71,6 +73,7 @@ describe('storage-fc reservations against a real SCSI target (tgt through iSCSI,
       });
       const provider = new FcStorageProvider({
         host, config, logger: quiet,
+        ...(host === 'host-b' ? { metrics: new StorageMetrics(registry.forPlugin('@motus/storage-fc'), 'fc') } : {}),
         reservationDevice: (device) => {
           const s = sessions.get(`${host}:${device}`);
           if (!s) throw new Error(`no session stands for ${device}`);
@@ -145,6 +148,10 @@ describe('storage-fc reservations against a real SCSI target (tgt through iSCSI,
     expect(facts.leases).to.deep.equal([]);
     expect(facts.lost.at(-1)).to.include({ vm: 'vm1', disk: 'disk0', wwn: WWN });
     expect(facts.lost.at(-1)!.reason).to.include(keyHex(key));
+    // The scans and the lease check that found the loss are counted for /metrics.
+    const families = parseExposition(await registry.exposition());
+    expect(valueOf(families, 'motus_storage_operation_seconds_count', { kind: 'fc', datastore: 'fcds1', operation: 'check' })).to.be.at.least(2);
+    expect(valueOf(families, 'motus_storage_lease_renewals_total', { kind: 'fc', datastore: 'fcds1', outcome: 'failed' })).to.equal(1);
     await probe.lun(1).release(key, 'WRITE_EXCLUSIVE_REGISTRANTS_ONLY');
     await probe.lun(1).unregister(key);
     expect(await owners()).to.equal('(none)');
