@@ -23,13 +23,15 @@ export interface TestSite {
   stop(): Promise<void>;
 }
 
-export async function startSite(siteYaml: string): Promise<TestSite> {
+/** `env`: variables for motusd and its agents on top of this process's (MOTUS_LOG_LEVEL, say). */
+export async function startSite(siteYaml: string, env: Record<string, string> = {}): Promise<TestSite> {
   const dir = tempDir('site');
   const sitePath = join(dir.path, 'site.yaml');
   writeFileSync(sitePath, siteYaml);
   let out = '';
   const child: ChildProcess = spawn(process.execPath, [motusd, '--all-in-one', '--state', dir.path, '--site', sitePath], {
     stdio: ['ignore', 'pipe', 'pipe'],
+    env: { ...process.env, ...env },
   });
   child.stdout!.on('data', (chunk: Buffer) => (out += chunk.toString()));
   child.stderr!.on('data', (chunk: Buffer) => (out += chunk.toString()));

@@ -1,5 +1,5 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MotusError } from '@motus/sdk';
 
@@ -21,9 +21,12 @@ export function ensureToken(dir: string, file: string): string {
   return token;
 }
 
+/** Written whole and then renamed into place: a reader waiting for the file never sees it half written. */
 export function writeClientFile(dir: string, client: ClientFile): void {
   mkdirSync(dir, { recursive: true });
-  writeFileSync(join(dir, CLIENT_FILE), JSON.stringify(client, null, 2) + '\n', { mode: 0o600 });
+  const path = join(dir, CLIENT_FILE);
+  writeFileSync(`${path}.tmp`, JSON.stringify(client, null, 2) + '\n', { mode: 0o600 });
+  renameSync(`${path}.tmp`, path);
 }
 
 export function readClientFile(dir: string): ClientFile {

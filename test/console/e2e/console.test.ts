@@ -58,7 +58,7 @@ hosts:
     memoryMiB: 1024
 plugins:
   - package: '@motus/hv-qemu'
-`);
+`, { MOTUS_LOG_LEVEL: 'info' });
     ({ url, token: adminToken } = JSON.parse(readFileSync(join(site.stateDir, 'client.json'), 'utf8')) as { url: string; token: string });
     await site.client.addUser('vera', 'viewer');
     viewerToken = (await site.client.createToken('vera', 'console test')).token;
@@ -142,7 +142,22 @@ plugins:
     expect(await page.textContent(`[data-detail="${id}"] [data-field=downtime]`)).to.match(/\d+ (ms|s)/);
     expect(await page.locator(`[data-detail="${id}"] polyline.line-dirty`).count()).to.equal(1);
     await page.screenshot({ path: join(shots, 'migration-completed.png') });
-    expect((await site.client.task(id)).state).to.equal('completed');
+    const task = await site.client.task(id);
+    expect(task.state).to.equal('completed');
+
+    // One request id in the JSON log lines of the server and of both agents' processes for this migration.
+    const logLines = (path: string) =>
+      readFileSync(join(site.stateDir, path), 'utf8')
+        .split('\n')
+        .filter((line) => line.trim() !== '')
+        .map((line) => JSON.parse(line) as Record<string, unknown>);
+    const mine = (path: string) => logLines(path).filter((l) => l.requestId === task.requestId);
+    expect(task.requestId).to.match(/^r-[0-9a-f]{12}$/);
+    expect(mine('server/server.log').map((l) => l.msg)).to.include.members(['request', 'migration task queued', 'migration completed']);
+    expect(mine('server/server.log').find((l) => l.msg === 'request')).to.include({ method: 'POST', route: '/v1/migrations', status: 202, level: 'info' });
+    expect(mine('agents/host-a/agent.log.json').map((l) => l.msg)).to.include('outgoing migration started');
+    expect(mine('agents/host-b/agent.log.json').map((l) => l.msg)).to.include('incoming migration ready');
+    for (const line of mine('agents/host-b/agent.log.json')) expect(line).to.include({ role: 'agent', host: 'host-b' }).and.to.include.keys('time', 'level');
 
     // Metrics scraped during the migration moved, and the histograms hold the migration.
     expect(scrapes.length, 'scrapes during the migration').to.be.at.least(2);
