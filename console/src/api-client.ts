@@ -1,4 +1,4 @@
-import type { AuditRecord, AuditVerification, HostInfo, MigrationEvent, MigrationSummary, Role, SiteEvent, TaskInfo, VmInfo } from '@motus/sdk';
+import type { AuditRecord, AuditVerification, HostInfo, MigrationEvent, MigrationSummary, Ranking, Role, SiteEvent, TaskInfo, VmInfo } from '@motus/sdk';
 
 export interface Whoami {
   user: string;
@@ -32,6 +32,8 @@ export class ApiClient {
   migrations = () => this.call<MigrationSummary[]>('GET', '/v1/migrations');
   audit = (query: URLSearchParams) => this.call<AuditRecord[]>('GET', `/v1/audit?${query.toString()}`);
   verifyAudit = () => this.call<AuditVerification>('GET', '/v1/audit/verify');
+  /** Every host ranked as the VM's destination by the server's placement engine, with reasons. */
+  placement = (vm: string) => this.call<Ranking>('GET', `/v1/vms/${encodeURIComponent(vm)}/placement`);
   migrate = (body: { vm: string; destination: string; priority: string }) => this.call<MigrationSummary>('POST', '/v1/migrations', body);
   schedule = (body: Record<string, unknown>) => this.call<{ id: string }>('POST', '/v1/schedules', body);
   cancel = (id: string) => this.call<TaskInfo>('POST', `/v1/migrations/${encodeURIComponent(id)}/cancel`, {});

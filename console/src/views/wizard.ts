@@ -1,9 +1,8 @@
 import { html, nothing } from 'lit-html';
-import type { HostInfo, VmInfo } from '@motus/sdk';
+import type { Ranking } from '@motus/sdk';
 import { canMigrate, type AppContext } from '../app-context.js';
 import { ApiError } from '../api-client.js';
 import { mib } from '../format.js';
-import { hostResources } from './hosts.js';
 
 interface WizardForm {
   vm: string;
@@ -18,46 +17,41 @@ interface WizardForm {
 
 const form: WizardForm = { vm: '', destination: '', priority: 'normal', when: 'now', at: '', cron: '0 2 * * *', busy: false };
 
-interface Candidate {
-  host: HostInfo;
-  fits: boolean;
-  reasons: string[];
+/** The ranking of the VM picked last, as the server's placement engine answered it. */
+let ranking: { vm: string; result?: Ranking; error?: string } | undefined;
+
+async function loadRanking(app: AppContext, vm: string): Promise<void> {
+  ranking = { vm };
+  app.refresh();
+  try {
+    const result = await app.api.placement(vm);
+    if (ranking?.vm === vm) ranking = { vm, result };
+  } catch (err) {
+    if (ranking?.vm === vm) ranking = { vm, error: err instanceof ApiError ? `${err.code}: ${err.message}` : String(err) };
+  }
+  app.refresh();
 }
 
-/**
- * Destinations for a VM, each with the reasons it can or cannot take it, from what
- * the hosts report (state, free memory, networks). The server's own placement
- * advice (`motus migrate --recommend`) is not on this server yet; when it is, its
- * ranking replaces this list.
- */
-export function candidates(vm: VmInfo, hosts: Iterable<HostInfo>): Candidate[] {
-  const list: Candidate[] = [];
-  for (const host of hosts) {
-    const reasons: string[] = [];
-    let fits = true;
-    const free = host.memoryTotalMiB - host.memoryUsedMiB;
-    if (host.name === vm.host) {
-      fits = false;
-      reasons.push('the VM runs here');
-    }
-    if (host.state !== 'connected') {
-      fits = false;
-      reasons.push(host.state === 'maintenance' ? 'in maintenance' : 'agent not answering');
-    }
-    if (free < vm.spec.memoryMiB) {
-      fits = false;
-      reasons.push(`${mib(free * 1048576)} free, needs ${mib(vm.spec.memoryMiB * 1048576)}`);
-    } else reasons.push(`${mib(free * 1048576)} free`);
-    const { networks } = hostResources(host);
-    const missing = (vm.spec.nics ?? []).map((n) => n.network).filter((n) => networks.length > 0 && !networks.includes(n));
-    if (missing.length > 0) {
-      fits = false;
-      reasons.push(`no network ${missing.join(', ')}`);
-    }
-    list.push({ host, fits, reasons });
-  }
-  // Fitting hosts first, most free memory first: a plain order, not the placement engine's ranking.
-  return list.sort((a, b) => Number(b.fits) - Number(a.fits) || b.host.memoryTotalMiB - b.host.memoryUsedMiB - (a.host.memoryTotalMiB - a.host.memoryUsedMiB));
+/** Ranked destinations first (best first, with the score and its reasons), then the refused ones with theirs. */
+function destinations(app: AppContext, set: (patch: Partial<WizardForm>) => void) {
+  if (!ranking || !form.vm) return nothing;
+  if (ranking.error) return html`<p class="error" data-field="placement-error">${ranking.error}</p>`;
+  if (!ranking.result) return html`<p class="muted">ranking the hosts…</p>`;
+  const { candidates, refused } = ranking.result;
+  return html`${candidates.map(
+    (c, i) => html`<label class="candidate" data-destination=${c.host} data-rank=${i + 1}>
+      <input type="radio" name="destination" value=${c.host} .checked=${form.destination === c.host} @change=${() => set({ destination: c.host })} />
+      <b>${i + 1}. ${c.host}</b> <span class="score">score ${c.score.toFixed(0)}</span>
+      <span class="muted">${c.reasons.join(' · ')}${c.mayNotConverge ? ' · may not converge without the policy\'s help' : ''}</span>
+    </label>`,
+  )}
+  ${refused.map(
+    (r) => html`<label class="candidate unfit" data-destination=${r.host}>
+      <input type="radio" name="destination" value=${r.host} disabled />
+      <b>${r.host}</b> <span class="muted">${r.refusals.map((x) => `${x.constraint}: ${x.reason}`).join(' · ')}</span>
+    </label>`,
+  )}
+  ${candidates.length === 0 ? html`<p class="error">No host can take ${form.vm} now.</p>` : nothing}`;
 }
 
 async function submit(app: AppContext): Promise<void> {
@@ -68,6 +62,8 @@ async function submit(app: AppContext): Promise<void> {
     if (form.when === 'now') {
       const summary = await app.api.migrate({ vm: form.vm, destination: form.destination, priority: form.priority });
       form.message = { kind: 'ok', text: `migration ${summary.id} ${summary.state}` };
+      Object.assign(form, { vm: '', destination: '' });
+      ranking = undefined;
       app.go('migrations', summary.id);
     } else {
       const timing = form.when === 'at' ? { at: new Date(form.at).toISOString() } : { cron: form.cron };
@@ -85,8 +81,9 @@ async function submit(app: AppContext): Promise<void> {
 export function wizardView(app: AppContext) {
   const vms = [...app.state.vms.values()].filter((v) => v.state === 'running').sort((a, b) => a.name.localeCompare(b.name));
   const vm = app.state.vms.get(form.vm);
-  const options = vm ? candidates(vm, app.state.hosts.values()) : [];
-  if (form.destination && !options.some((c) => c.host.name === form.destination && c.fits)) form.destination = '';
+  // The VM moved since it was ranked (its migration ended): rank it again from where it is.
+  if (vm && ranking?.vm === vm.name && ranking.result && ranking.result.source !== vm.host) void loadRanking(app, vm.name);
+  if (form.destination && !ranking?.result?.candidates.some((c) => c.host === form.destination)) form.destination = '';
   const allowed = canMigrate(app.me);
   const ready = allowed && !form.busy && vm !== undefined && form.destination !== '' && (form.when !== 'at' || form.at !== '') && (form.when !== 'cron' || form.cron.trim() !== '');
   const set = (patch: Partial<WizardForm>) => {
@@ -99,7 +96,10 @@ export function wizardView(app: AppContext) {
     <ol class="wizard">
       <li>
         <label>VM
-          <select name="vm" @change=${(e: Event) => set({ vm: (e.target as HTMLSelectElement).value, destination: '' })}>
+          <select name="vm" @change=${(e: Event) => {
+            set({ vm: (e.target as HTMLSelectElement).value, destination: '' });
+            if (form.vm) void loadRanking(app, form.vm);
+          }}>
             <option value="" ?selected=${form.vm === ''}>— pick a running VM —</option>
             ${vms.map((v) => html`<option value=${v.name} ?selected=${v.name === form.vm}>${v.name} (on ${v.host}, ${mib(v.spec.memoryMiB * 1048576)})</option>`)}
           </select>
@@ -108,13 +108,8 @@ export function wizardView(app: AppContext) {
       <li>
         <fieldset ?disabled=${!vm}>
           <legend>Destination</legend>
-          <p class="muted">Hosts that can take the VM first, with the reasons. Ranked placement advice (<code>--recommend</code>) is not offered by this server yet.</p>
-          ${options.map(
-            (c) => html`<label class=${c.fits ? 'candidate' : 'candidate unfit'} data-destination=${c.host.name}>
-              <input type="radio" name="destination" value=${c.host.name} ?disabled=${!c.fits} .checked=${form.destination === c.host.name} @change=${() => set({ destination: c.host.name })} />
-              <b>${c.host.name}</b> <span class="muted">${c.reasons.join(' · ')}</span>
-            </label>`,
-          )}
+          <p class="muted">Every host ranked by the server's placement engine (as <code>motus migrate VM --recommend</code>): balance after the move, headroom, migration cost, migrations already there; refused hosts with the constraint they break.</p>
+          ${destinations(app, set)}
         </fieldset>
       </li>
       <li>

@@ -14,7 +14,7 @@ export function createAgentApi(agent: HostAgent, token: string, logger: Logger):
   const body = (value: unknown) => (value ?? {}) as Record<string, unknown>;
   api
     .route('GET', '/v1/facts', async () => agent.facts())
-    // The agent token guards it like every agent route; Prometheus reads it through the server (GET /v1/hosts/:name/metrics).
+    // The agent token guards it like every agent route; Prometheus reads it through the server (GET /metrics/hosts/:name).
     .route('GET', '/metrics', async () => new Reply(200, await agent.metrics(), agent.metricsRegistry.contentType))
     .route('POST', '/v1/vms', async ({ body: b }) => agent.startVm(body(b).spec as VmSpec))
     .route('POST', '/v1/vms/:name/stop', async ({ params }) => agent.stopVm(vmName(params)))

@@ -58,7 +58,7 @@ export function createServerApi(server: MotusServer, options: ServerApiOptions):
     .route('GET', '/console/:file', async ({ params }) => files.serve(params.file!), { public: true })
     // Metrics name hosts, VMs' ports and datastores: a reader's (viewer) token, like every other read.
     .route('GET', '/metrics', async () => new Reply(200, await server.metricsRegistry.exposition(), server.metricsRegistry.contentType))
-    .route('GET', '/v1/hosts/:name/metrics', async ({ params }) => new Reply(200, await server.liveHost(params.name!).link.metrics(), server.metricsRegistry.contentType))
+    .route('GET', '/metrics/hosts/:name', async ({ params }) => new Reply(200, await server.liveHost(params.name!).link.metrics(), server.metricsRegistry.contentType))
     .route('GET', '/v1/whoami', async (ctx) => me(ctx))
     .route('GET', '/v1/hosts', async () => server.hosts())
     .route('GET', '/v1/vms', async () => server.vms())

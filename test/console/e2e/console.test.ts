@@ -97,8 +97,12 @@ plugins:
     const before = await scrape(url, adminToken, '/metrics');
     await page.click('[data-nav=migrate]');
     await page.selectOption('select[name=vm]', VM);
+    // Ranked by the server's placement engine: host-b first with a score and reasons, host-a refused (the VM is there).
+    await page.waitForSelector('[data-destination=host-b][data-rank="1"]');
+    expect(await page.textContent('[data-destination=host-b]')).to.match(/score \d+/);
     expect(await page.isDisabled('[data-destination=host-a] input')).to.equal(true);
-    expect(await page.textContent('[data-destination=host-a]')).to.contain('the VM runs here');
+    expect(await page.textContent('[data-destination=host-a]')).to.contain('same-host');
+    await page.screenshot({ path: join(shots, 'wizard.png') });
     await page.check('[data-destination=host-b] input');
     await page.selectOption('select[name=priority]', 'normal');
     await page.click('button[name=start]');
@@ -118,7 +122,7 @@ plugins:
         const state = await page.textContent(`[data-detail="${id}"] [data-field=state]`);
         if (state === 'running' && value > 0 && value < 100) {
           const server = await scrape(url, adminToken, '/metrics');
-          const agent = await scrape(url, adminToken, '/v1/hosts/host-a/metrics');
+          const agent = await scrape(url, adminToken, '/metrics/hosts/host-a');
           scrapes.push({ server: valueOf(server, 'motus_migration_transferred_bytes_total') ?? 0, agent: valueOf(agent, 'motus_agent_migration_sent_bytes_total') ?? 0 });
           // Past the first round the chart shows both lines: the picture docs/console-migration.png comes from.
           if (!shot && Number(await page.textContent(`[data-detail="${id}"] [data-field=round]`)) >= 3) {
@@ -170,7 +174,7 @@ plugins:
     expect(valueOf(after, 'motus_migration_duration_seconds_sum')).to.be.greaterThan(1);
     expect(valueOf(after, 'motus_task_queue_length')).to.equal(0);
     expect(after.get('process_resident_memory_bytes')?.type).to.equal('gauge');
-    const destination = await scrape(url, adminToken, '/v1/hosts/host-b/metrics');
+    const destination = await scrape(url, adminToken, '/metrics/hosts/host-b');
     expect(valueOf(destination, 'motus_agent_vms', { role: 'running' })).to.equal(1);
 
     // The audit view finds it, with the chain verified.
@@ -204,6 +208,7 @@ plugins:
     await page.click('[data-nav=migrate]');
     await page.waitForSelector('[data-field=viewer-notice]');
     await page.selectOption('select[name=vm]', VM);
+    await page.waitForSelector('[data-destination=host-a][data-rank="1"]');
     await page.check('[data-destination=host-a] input');
     expect(await page.isDisabled('button[name=start]'), 'the start button for a viewer').to.equal(true);
     await page.screenshot({ path: join(shots, 'viewer-wizard.png') });

@@ -199,7 +199,7 @@ describe('structured logs and metrics through the API and the agent protocol (fa
     expect(valueOf(families, 'motus_migration_downtime_seconds_count')).to.equal(1);
     expect(valueOf(families, 'motus_migration_transferred_bytes_total')).to.be.greaterThan(0);
     expect(valueOf(families, 'motus_http_requests_total', { method: 'POST', route: '/v1/migrations', status: '202' })).to.equal(1);
-    const source = parseExposition(await (await call('/v1/hosts/host-a/metrics')).text());
+    const source = parseExposition(await (await call('/metrics/hosts/host-a')).text());
     expect(valueOf(source, 'motus_agent_migration_sent_bytes_total')).to.be.greaterThan(0);
     expect(valueOf(source, 'motus_http_requests_total', { method: 'POST', route: '/v1/vms/:name/migrate', status: '200' })).to.equal(1);
     expect((await fetch(`${url}/metrics`)).status).to.equal(401);
