@@ -197,6 +197,8 @@ describe(`fault matrix (hosts in network namespaces, QEMU, tgtd): ${selected.map
   async function runOnce(row: Row): Promise<RunResult> {
     const started = Date.now();
     fabric!.restoreAll();
+    // On a loaded machine an agent may miss heartbeats for a while; a run starts once both answer.
+    await site!.ready();
     const source = await guestWriting();
     const destination = source === 'host-a' ? 'host-b' : 'host-a';
     const sourcePid = (await vm())!.pid!;
