@@ -51,6 +51,16 @@ hosts:
     memoryMiB: 1024
 plugins:
   - package: '@motus/hv-qemu'
+# Only the soak's own migrations run: no balancing, and a loaded machine's health
+# verdict evacuates nothing.
+placement:
+  clusters:
+    - name: soak
+      hosts: [host-a, host-b]
+      balancing:
+        mode: manual
+  health:
+    onDegraded: report
 `);
 const failures: string[] = [];
 let done = 0;
