@@ -17,7 +17,7 @@ export type MigrationEvent = MigrationEventBase &
     | { type: 'requested'; vm: string; source: string; destination: string; requestedBy: string; priority: Priority }
     | { type: 'validated' }
     | { type: 'rejected'; error: MotusErrorJSON; vetoes: Veto[] }
-    | { type: 'prepared'; uri: string; ms: number }
+    | { type: 'prepared'; uri: string; ms: number; /** The stream goes over TLS (site policy and both hosts' credentials). */ encrypted?: boolean }
     | {
         type: 'progress';
         status: string;

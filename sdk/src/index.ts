@@ -1,6 +1,7 @@
 export * from './tokens.js';
 export * from './errors.js';
 export * from './logger.js';
+export * from './redaction.js';
 export * from './model.js';
 export * from './events.js';
 export * from './hooks.js';

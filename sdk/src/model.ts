@@ -67,6 +67,8 @@ export interface HostInfo {
   hypervisor?: { kind: string; version: string; accelerator: string };
   /** Facts plugins report about this host, by plugin name (see PluginContext.reportFacts). */
   plugins: Record<string, unknown>;
+  /** Whether the host can send and receive encrypted migration streams, and why not. */
+  migrationTls?: { ready: boolean; reason?: string };
   lastSeen?: string;
 }
 
@@ -191,6 +193,8 @@ export interface MigrationSummary {
    * hosts' clocks, across the switchover (null: the guest prints no heartbeat).
    */
   guestPauseMs?: number | null;
+  /** Whether the memory stream went over TLS (known once validated). */
+  encrypted?: boolean;
   error?: { code: string; message: string; data?: Record<string, unknown> };
   /** Steps that failed after the VM resumed on its destination (see the 'warning' event); the VM stayed there. */
   warnings?: Array<{ step: string; code: string; message: string; data?: Record<string, unknown> }>;

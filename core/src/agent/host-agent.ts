@@ -27,7 +27,7 @@ import { MetricsRegistry } from '../metrics/metrics-registry.js';
 import { readHardwareHealth } from './hardware-health.js';
 import { HostMetricsSampler } from './host-metrics.js';
 import { HeartbeatTail } from './heartbeat-tail.js';
-import { TERMINAL_STATUSES, type AgentFacts, type AgentVm, type HostLink } from './host-link.js';
+import { TERMINAL_STATUSES, type AgentFacts, type AgentVm, type HostLink, type IncomingOptions, type MigrationTlsFacts, type OutgoingOptions } from './host-link.js';
 
 export interface HostAgentOptions {
   name: string;
@@ -54,6 +54,8 @@ export interface HostAgentOptions {
   metricsIntervalMs?: number;
   /** Where ECC and thermal state are read; /sys when absent. */
   sysRoot?: string;
+  /** This host's migration TLS credentials (QEMU layout), when it has them: asked at each migration (rotation). */
+  migrationCredentials?: () => { dir?: string; reason?: string };
 }
 
 interface VmRecord {
@@ -168,7 +170,25 @@ export class HostAgent implements HostLink {
       storage: this.plugins.contributions(StorageProviderToken).map((p) => p.kind),
       ...(metrics ? { metrics } : {}),
       hardware: readHardwareHealth(this.options.sysRoot ?? '/sys'),
+      migrationTls: this.migrationTlsFacts(hypervisor),
     };
+  }
+
+  private migrationTlsFacts(hypervisor: HypervisorFacts): MigrationTlsFacts {
+    if (!hypervisor.migrationTls) return { ready: false, reason: `the ${hypervisor.kind} hypervisor of ${this.name} cannot encrypt migration streams (QEMU built without GnuTLS)` };
+    const creds = this.options.migrationCredentials?.() ?? { reason: `host ${this.name} has no migration TLS credentials (its agent runs without the site CA)` };
+    return creds.dir ? { ready: true } : { ready: false, reason: creds.reason ?? `host ${this.name} has no migration TLS credentials` };
+  }
+
+  /** The credentials folder for an encrypted migration, or a coded refusal saying why there is none. */
+  private tlsDir(): string {
+    const hypervisor = this.facts_;
+    const facts = hypervisor ? this.migrationTlsFacts(hypervisor) : { ready: false, reason: 'the hypervisor was not probed yet' };
+    const dir = this.options.migrationCredentials?.().dir;
+    if (!facts.ready || !dir) {
+      throw new MotusError('MOTUS_E_TLS_UNAVAILABLE', facts.reason ?? `host ${this.name} has no migration TLS credentials`, { host: this.name, reason: facts.reason });
+    }
+    return dir;
   }
 
   async startVm(specInput: VmSpec): Promise<AgentVm> {
@@ -186,15 +206,16 @@ export class HostAgent implements HostLink {
     await this.release(name, vm);
   }
 
-  async prepareIncoming(specInput: VmSpec, migrationId: string, tuning?: MigrationTuning): Promise<{ uri: string }> {
+  async prepareIncoming(specInput: VmSpec, migrationId: string, tuning?: MigrationTuning, options: IncomingOptions = {}): Promise<{ uri: string }> {
     const spec = parseVmSpec(specInput);
+    const credentialsDir = options.tls ? this.tlsDir() : undefined;
     this.claimName(spec.name);
     const record = await this.launch(spec, 'incoming');
     const handle = record.handle;
     record.heartbeat = new HeartbeatTail(handle.serialLog);
     try {
-      const uri = await handle.listenForMigration(this.options.migrationAddress, 0, tuning);
-      this.options.logger.info('incoming migration ready', { vm: spec.name, migrationId, uri });
+      const uri = await handle.listenForMigration(this.options.migrationAddress, 0, tuning, credentialsDir ? { credentialsDir } : undefined);
+      this.options.logger.info('incoming migration ready', { vm: spec.name, migrationId, uri, tls: Boolean(credentialsDir) });
       return { uri };
     } catch (err) {
       await this.abortIncoming(spec.name);
@@ -202,8 +223,9 @@ export class HostAgent implements HostLink {
     }
   }
 
-  async *migrateOut(name: string, uri: string, tuning: MigrationTuning, migrationId: string, signal: AbortSignal): AsyncGenerator<MigrationProgress> {
+  async *migrateOut(name: string, uri: string, tuning: MigrationTuning, migrationId: string, signal: AbortSignal, options: OutgoingOptions = {}): AsyncGenerator<MigrationProgress> {
     const vm = this.get(name);
+    const tls = options.tls ? { credentialsDir: this.tlsDir(), peerName: options.tls.peer } : undefined;
     if (vm.role !== 'running') throw new MotusError('MOTUS_E_VM_BUSY', `VM ${name} is already ${vm.role} on ${this.name}`, { vm: name });
     vm.role = 'outgoing';
     try {
@@ -233,8 +255,8 @@ export class HostAgent implements HostLink {
     let settled = false;
     const heartbeat = new HeartbeatTail(vm.handle.serialLog);
     try {
-      await vm.handle.startMigration(uri, tuning);
-      this.options.logger.info('outgoing migration started', { vm: name, migrationId, uri });
+      await vm.handle.startMigration(uri, tuning, tls);
+      this.options.logger.info('outgoing migration started', { vm: name, migrationId, uri, tls: Boolean(tls) });
       let lastStatus: string | undefined;
       let sent = 0;
       for (;;) {

@@ -17,6 +17,25 @@ export interface AgentFacts {
   metrics?: HostMetricsSample;
   /** ECC and thermal state read under the host's sysRoot. */
   hardware?: HardwareHealth;
+  /** Migration TLS credentials of this host (absent: an agent that predates them, so not ready). */
+  migrationTls?: MigrationTlsFacts;
+}
+
+/** Whether this host can take part in an encrypted migration, and why not. */
+export interface MigrationTlsFacts {
+  ready: boolean;
+  /** Why not, for the refusal under policy `required`. */
+  reason?: string;
+}
+
+export interface IncomingOptions {
+  /** Receive over TLS with this host's migration credentials. */
+  tls?: boolean;
+}
+
+export interface OutgoingOptions {
+  /** Send over TLS; the receiver's certificate must name `peer` (the destination host). */
+  tls?: { peer: string };
 }
 
 /** A VM as the agent holding its process sees it. */
@@ -41,11 +60,12 @@ export interface HostLink {
   stopVm(name: string): Promise<void>;
   /**
    * Launch the VM waiting for a migration stream; returns the URI to send to.
-   * `tuning` carries what both ends must agree on before the stream (multifd, postcopy).
+   * `tuning` carries what both ends must agree on before the stream (multifd, postcopy);
+   * `options.tls` receives it over TLS.
    */
-  prepareIncoming(spec: VmSpec, migrationId: string, tuning?: MigrationTuning): Promise<{ uri: string }>;
+  prepareIncoming(spec: VmSpec, migrationId: string, tuning?: MigrationTuning, options?: IncomingOptions): Promise<{ uri: string }>;
   /** Start sending the VM to `uri`; yields progress samples until a terminal status. */
-  migrateOut(name: string, uri: string, tuning: MigrationTuning, migrationId: string, signal: AbortSignal): AsyncIterable<MigrationProgress>;
+  migrateOut(name: string, uri: string, tuning: MigrationTuning, migrationId: string, signal: AbortSignal, options?: OutgoingOptions): AsyncIterable<MigrationProgress>;
   continueMigration(name: string): Promise<void>;
   /** Change the running outgoing migration's tuning (the convergence policy's steps). */
   tuneMigration(name: string, tuning: MigrationTuning): Promise<void>;

@@ -1,6 +1,14 @@
-import { JsonHttpClient, MotusError, type MigrationProgress, type MigrationTuning, type MotusErrorJSON, type VmRunState, type VmSpec } from '@motus/sdk';
+import { JsonHttpClient, MotusError, expectPeer, type MigrationProgress, type MigrationTuning, type MotusErrorJSON, type VmRunState, type VmSpec } from '@motus/sdk';
 import { currentRequestId, REQUEST_ID_HEADER } from '../kernel/request-context.js';
-import type { AgentFacts, AgentVm, HostLink } from './host-link.js';
+import type { AgentFacts, AgentVm, HostLink, IncomingOptions, OutgoingOptions } from './host-link.js';
+
+/** The server's TLS material for talking to agents; `generation` changes when the CA rotates. */
+export interface AgentClientTls {
+  generation: number;
+  ca: string;
+  cert: string;
+  key: string;
+}
 
 export interface HttpHostLinkOptions {
   name: string;
@@ -9,6 +17,8 @@ export interface HttpHostLinkOptions {
   timeoutMs?: number;
   /** A migration progress stream silent this long is taken as lost (default 20 s). */
   streamIdleMs?: number;
+  /** For https agent URLs: the site CA and the server's client certificate, read at each call (rotation). */
+  tls?: () => AgentClientTls;
 }
 
 /** The server's link to an agent in another process, over the agent protocol. */
@@ -20,7 +30,22 @@ export class HttpHostLink implements HostLink {
   constructor(options: HttpHostLinkOptions) {
     this.name = options.name;
     this.streamIdleMs = options.streamIdleMs ?? 20_000;
+    if (options.url.startsWith('https:') && !options.tls) {
+      throw new MotusError('MOTUS_E_TLS', `host ${options.name} listens on ${options.url} but the server has no site CA to check it with`, { host: options.name });
+    }
+    const tls = options.tls;
+    // The agent's certificate must come from the site CA and name this host with
+    // the host role, whatever address it listens on.
+    const checkPeer = expectPeer(options.name, 'host');
     this.http = new JsonHttpClient({
+      ...(tls
+        ? {
+            tls: () => {
+              const { generation, ...material } = tls();
+              return { generation, tls: { ...material, checkPeer } };
+            },
+          }
+        : {}),
       url: options.url,
       token: options.token,
       timeoutMs: options.timeoutMs,
@@ -48,8 +73,8 @@ export class HttpHostLink implements HostLink {
   async stopVm(name: string): Promise<void> {
     await this.call('POST', this.vmPath(name, 'stop'), {});
   }
-  prepareIncoming(spec: VmSpec, migrationId: string, tuning?: MigrationTuning): Promise<{ uri: string }> {
-    return this.call('POST', this.vmPath(spec.name, 'incoming'), { spec, migrationId, ...(tuning ? { tuning } : {}) }, 60_000);
+  prepareIncoming(spec: VmSpec, migrationId: string, tuning?: MigrationTuning, options: IncomingOptions = {}): Promise<{ uri: string }> {
+    return this.call('POST', this.vmPath(spec.name, 'incoming'), { spec, migrationId, ...(tuning ? { tuning } : {}), ...(options.tls ? { tls: true } : {}) }, 60_000);
   }
 
   /**
@@ -57,7 +82,8 @@ export class HttpHostLink implements HostLink {
    * at switchover), so a stream silent for `streamIdleMs` means a cut link or a
    * frozen agent: it ends with MOTUS_E_AGENT_UNREACHABLE instead of hanging.
    */
-  async *migrateOut(name: string, uri: string, tuning: MigrationTuning, migrationId: string, signal: AbortSignal): AsyncGenerator<MigrationProgress> {
+  async *migrateOut(name: string, uri: string, tuning: MigrationTuning, migrationId: string, signal: AbortSignal, options: OutgoingOptions = {}): AsyncGenerator<MigrationProgress> {
+    const order = { uri, tuning, migrationId, ...(options.tls ? { tls: options.tls } : {}) };
     const idleMs = this.streamIdleMs;
     const idle = new AbortController();
     let timer: NodeJS.Timeout | undefined;
@@ -68,7 +94,7 @@ export class HttpHostLink implements HostLink {
     const stalled = () => new MotusError('MOTUS_E_AGENT_UNREACHABLE', `the agent of host ${this.name} sent nothing about the migration of ${name} for ${idleMs} ms`, { host: this.name, url: this.url });
     arm();
     try {
-      for await (const line of this.http.stream('POST', this.vmPath(name, 'migrate'), { uri, tuning, migrationId }, AbortSignal.any([signal, idle.signal]))) {
+      for await (const line of this.http.stream('POST', this.vmPath(name, 'migrate'), order, AbortSignal.any([signal, idle.signal]))) {
         const item = line as { progress?: MigrationProgress; error?: MotusErrorJSON };
         if (item.error) throw MotusError.fromJSON(item.error);
         if (item.progress) {
@@ -126,6 +152,22 @@ export class HttpHostLink implements HostLink {
   async releaseStorage(name: string): Promise<void> {
     await this.call('POST', this.vmPath(name, 'release-storage'), {});
   }
+  /** Rotation: the agent trusts `ca` from now on and answers a certificate request for a new key. */
+  async renewCredentials(ca: string): Promise<string> {
+    const { csr } = await this.call<{ csr: string }>('POST', '/v1/credentials/renew', { ca });
+    return csr;
+  }
+
+  /** Rotation: the agent answers with `cert` from now on. */
+  async installCredentials(cert: string, ca: string): Promise<void> {
+    await this.call('POST', '/v1/credentials/install', { cert, ca });
+  }
+
+  /** Drops kept connections (the host left the site). */
+  close(): void {
+    this.http.close();
+  }
+
   async pluginCall(plugin: string, method: string, payload: unknown, timeoutMs?: number): Promise<unknown> {
     const { result } = await this.call<{ result: unknown }>('POST', `/v1/plugins/${encodeURIComponent(plugin)}/${encodeURIComponent(method)}`, { payload }, timeoutMs);
     return result;

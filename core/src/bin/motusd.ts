@@ -5,6 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { MotusError } from '@motus/sdk';
 import { startAllInOne } from '../daemon/all-in-one.js';
+import { reportPrivileges } from '../daemon/privileges.js';
 import { fileLogger, runAgent, runServer, type Running } from '../daemon/roles.js';
 import { loadSiteFile } from '../site/site-file.js';
 
@@ -14,10 +15,11 @@ const USAGE = `motusd — the Motus daemon
       a server and N agents (default 2) on this machine, loopback only
   motusd server --state DIR --site FILE
       the management server
-  motusd agent --name HOST --state DIR --site FILE --server URL (--agent-token-file F | --agent-token T)
-      the agent of one host
+  motusd agent --name HOST --state DIR --site FILE --server URL --ca FILE (--agent-token-file F | --agent-token T)
+      the agent of one host; --ca is the site CA (ca.pem in the server's state folder)
 
-The state folder may also come from MOTUS_STATE. Logs are JSON lines in the state folder.`;
+The state folder may also come from MOTUS_STATE, the CA file from MOTUS_CA. Logs are
+JSON lines in the state folder. Everything motusd writes is readable by its user only.`;
 
 async function main(argv: string[]): Promise<number> {
   const { values, positionals } = parseArgs({
@@ -32,6 +34,7 @@ async function main(argv: string[]): Promise<number> {
       server: { type: 'string' },
       'agent-token': { type: 'string' },
       'agent-token-file': { type: 'string' },
+      ca: { type: 'string' },
       help: { type: 'boolean', short: 'h' },
     },
   });
@@ -39,6 +42,9 @@ async function main(argv: string[]): Promise<number> {
     console.log(USAGE);
     return 0;
   }
+  // State (tokens, keys, logs, the database, QEMU's sockets) is the owner's only,
+  // including what child processes create.
+  process.umask(0o077);
   const stateDir = values.state ?? process.env.MOTUS_STATE;
   if (!stateDir) throw usage('--state DIR (or MOTUS_STATE) is required');
   let running: Running;
@@ -57,7 +63,9 @@ async function main(argv: string[]): Promise<number> {
   } else if (positionals[0] === 'server') {
     if (!values.site) throw usage('motusd server needs --site FILE');
     const site = loadSiteFile(values.site);
-    running = await runServer(site, resolve(stateDir), fileLogger(resolve(stateDir), 'server.log', { role: 'server' }));
+    const logger = fileLogger(resolve(stateDir), 'server.log', { role: 'server' });
+    reportPrivileges(logger);
+    running = await runServer(site, resolve(stateDir), logger);
     console.log(`Motus server listening on ${running.url}`);
   } else if (positionals[0] === 'agent') {
     if (!values.site || !values.name || !values.server) throw usage('motusd agent needs --site, --name and --server');
@@ -67,7 +75,17 @@ async function main(argv: string[]): Promise<number> {
     const token = values['agent-token'] ?? (values['agent-token-file'] ? readFileSync(values['agent-token-file'], 'utf8').trim() : undefined);
     if (!token) throw usage('motusd agent needs --agent-token or --agent-token-file');
     const logger = fileLogger(resolve(stateDir), 'agent.log.json', { role: 'agent', host: host.name });
-    running = await runAgent(site, host, resolve(stateDir), values.server, token, logger);
+    reportPrivileges(logger);
+    const caFile = values.ca ?? process.env.MOTUS_CA;
+    let ca: string | undefined;
+    if (caFile) {
+      try {
+        ca = readFileSync(caFile, 'utf8');
+      } catch (err) {
+        throw usage(`--ca ${caFile} cannot be read: ${(err as Error).message}`);
+      }
+    }
+    running = await runAgent(site, host, resolve(stateDir), values.server, token, logger, ca);
     console.log(`Motus agent ${host.name} listening on ${running.url}`);
   } else {
     throw usage('say --all-in-one, server or agent');

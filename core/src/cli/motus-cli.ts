@@ -55,6 +55,8 @@ const USAGE = `motus — drive a Motus site
   motus user add NAME --role viewer|operator|admin | motus user list | motus user remove NAME
   motus token create USER [--label L] | motus token list [--user U] | motus token revoke ID
   motus whoami                                  the token's user and role
+  motus ca                                      the site CA: generation, fingerprint, validity
+  motus ca rotate                               a new site CA; every host gets a new certificate
   motus cancel ID                               same as motus migrate cancel
   motus events                                  follow the site's events
   motus net show                                every switch: ports (frames, bytes, drops, queued), uplink, MAC table size
@@ -62,7 +64,9 @@ const USAGE = `motus — drive a Motus site
                                                 pcap of a network (every host, or H), a port <vm>.<nic>, or H's uplink
 
 Options: --json (one JSON object per line for streams), --state DIR | MOTUS_STATE,
-         --url URL --token T | MOTUS_URL MOTUS_TOKEN. Every request acts as the token's user.`;
+         --url URL --token T | MOTUS_URL MOTUS_TOKEN, --ca FILE | MOTUS_CA (the site CA
+         the server's certificate is checked with; client.json carries it).
+         Every request acts as the token's user.`;
 
 const EXIT_OF: Partial<Record<MotusErrorCode, number>> = {
   MOTUS_E_INVALID_REQUEST: EXIT.usage,
@@ -85,6 +89,10 @@ const EXIT_OF: Partial<Record<MotusErrorCode, number>> = {
   MOTUS_E_NO_DESTINATION: EXIT.refused,
   MOTUS_E_EVACUATION_BLOCKED: EXIT.refused,
   MOTUS_E_AUDIT_TAMPERED: EXIT.failed,
+  MOTUS_E_PAYLOAD_TOO_LARGE: EXIT.usage,
+  MOTUS_E_RATE_LIMITED: EXIT.unreachable,
+  MOTUS_E_TLS_UNAVAILABLE: EXIT.refused,
+  MOTUS_E_TLS: EXIT.unreachable,
 };
 
 export function exitCodeOf(code: MotusErrorCode): number {
@@ -102,6 +110,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         state: { type: 'string' },
         url: { type: 'string' },
         token: { type: 'string' },
+        ca: { type: 'string' },
         user: { type: 'string' },
         host: { type: 'string' },
         to: { type: 'string' },
@@ -244,6 +253,29 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
       case 'datastore':
       case 'datastores':
         return await datastoreCommand(context);
+      case 'ca': {
+        if (sub === 'rotate') {
+          const result = await client.rotateCa();
+          out(result, () =>
+            [
+              `site CA rotated: generation ${result.ca.generation}, SHA-256 ${result.ca.fingerprint256}`,
+              `hosts renewed: ${result.renewed.join(', ') || 'none'}`,
+              ...result.failed.map((f) => `host ${f.host} NOT renewed: ${f.error} (it enrolls again when its agent restarts)`),
+            ].join('\n'),
+          );
+          return result.failed.length === 0 ? EXIT.ok : EXIT.failed;
+        }
+        if (sub !== undefined && sub !== 'show') throw usage(`unknown ca command '${sub}' (motus ca, motus ca rotate)`);
+        const ca = await client.ca();
+        out(ca, () =>
+          [
+            `site CA generation ${ca.generation}: ${ca.subject}`,
+            `  SHA-256 ${ca.fingerprint256}, valid ${ca.notBefore} to ${ca.notAfter}`,
+            ...(ca.previous ? [`  previous CA still trusted: ${ca.previous.subject} (SHA-256 ${ca.previous.fingerprint256})`] : []),
+          ].join('\n'),
+        );
+        return EXIT.ok;
+      }
       case 'migrations': {
         const list = await client.migrations();
         out(list, () => table(['ID', 'VM', 'FROM', 'TO', 'STATE', 'DOWNTIME', 'TOTAL', 'BY', 'REQUESTED'], list.map(migrationRow)));
@@ -411,7 +443,16 @@ function migrationRow(m: MigrationSummary): string[] {
 function clientFrom(values: Values, env: NodeJS.ProcessEnv): MotusClient {
   const url = (values.url as string | undefined) ?? env.MOTUS_URL;
   const token = (values.token as string | undefined) ?? env.MOTUS_TOKEN;
-  if (url && token) return new MotusClient({ url, token });
+  const caFile = (values.ca as string | undefined) ?? env.MOTUS_CA;
+  let ca: string | undefined;
+  if (caFile) {
+    try {
+      ca = readFileSync(caFile, 'utf8');
+    } catch (err) {
+      throw usage(`--ca ${caFile} cannot be read: ${(err as Error).message}`);
+    }
+  }
+  if (url && token) return new MotusClient({ url, token, ...(ca ? { ca } : {}) });
   const state = (values.state as string | undefined) ?? env.MOTUS_STATE;
   if (!state) throw usage('say where the site is: --state DIR or MOTUS_STATE, or --url and --token (MOTUS_URL, MOTUS_TOKEN)');
   let file;
@@ -420,7 +461,7 @@ function clientFrom(values: Values, env: NodeJS.ProcessEnv): MotusClient {
   } catch {
     file = readClientFile(join(state, 'server'));
   }
-  return new MotusClient(file);
+  return new MotusClient({ ...file, ...(ca ? { ca } : {}) });
 }
 
 export function usage(message: string): MotusError {

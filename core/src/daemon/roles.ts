@@ -1,6 +1,6 @@
-import { createWriteStream, mkdirSync } from 'node:fs';
+import { createWriteStream } from 'node:fs';
 import { join } from 'node:path';
-import { isMotusError, JsonHttpClient, MotusError, type Logger } from '@motus/sdk';
+import { isMotusError, JsonHttpClient, MotusError, expectPeer, type ClientTls, type Logger } from '@motus/sdk';
 import { createAgentApi } from '../agent/agent-api.js';
 import { HttpHostLink } from '../agent/http-host-link.js';
 import { HostAgent } from '../agent/host-agent.js';
@@ -11,6 +11,9 @@ import type { JsonHttpServer } from '../http/http-server.js';
 import { MotusServer } from '../server/motus-server.js';
 import { createServerApi } from '../server/server-api.js';
 import type { HostConfig, SiteConfig } from '../site/site-schema.js';
+import { privateDir } from '../kernel/private-files.js';
+import { HostCredentials } from '../security/host-credentials.js';
+import { SERVER_IDENTITY, ServerTlsManager } from '../security/server-tls.js';
 import { ensureToken, writeClientFile } from './state-files.js';
 
 export interface Running {
@@ -20,14 +23,30 @@ export interface Running {
 
 /** JSON-lines logs into a file of the state folder. */
 export function fileLogger(dir: string, file: string, fields: Record<string, unknown>): Logger {
-  mkdirSync(dir, { recursive: true });
-  return new JsonLogger(createWriteStream(join(dir, file), { flags: 'a' }), logLevelFromEnv(), fields);
+  privateDir(dir);
+  return new JsonLogger(createWriteStream(join(dir, file), { flags: 'a', mode: 0o600 }), logLevelFromEnv(), fields);
 }
 
-/** The server role: inventory, orchestrator and the API, with tokens kept in `stateDir`. */
-export async function runServer(site: SiteConfig, stateDir: string, logger: Logger): Promise<Running & { server: MotusServer; agentToken: string }> {
+/** The host part of 'address:port'. */
+function hostOf(listen: string): string {
+  return listen.slice(0, listen.lastIndexOf(':')).replace(/^\[|\]$/g, '');
+}
+
+/**
+ * The server role: inventory, orchestrator and the API over HTTPS, with tokens
+ * and the site CA kept in `stateDir` (owner-only). The CA bundle clients trust is
+ * written to `stateDir/ca.pem` and into `client.json`.
+ */
+export async function runServer(site: SiteConfig, stateDir: string, logger: Logger): Promise<Running & { server: MotusServer; agentToken: string; tls: ServerTlsManager }> {
+  privateDir(stateDir);
   const apiToken = ensureToken(stateDir, 'api-token');
   const agentToken = ensureToken(stateDir, 'agent-token');
+  const tls = await ServerTlsManager.start(stateDir, site.site, hostOf(site.server.listen), logger);
+  const hostNames = (name: string) => {
+    const host = site.hosts.find((h) => h.name === name);
+    return host ? [hostOf(host.listen), host.migrationAddress] : undefined;
+  };
+  tls.hostNames = (name) => hostNames(name) ?? [];
   const server = await MotusServer.start({
     stateDir,
     logger,
@@ -36,10 +55,10 @@ export async function runServer(site: SiteConfig, stateDir: string, logger: Logg
     plugins: site.plugins,
     limits: site,
     placement: site.placement,
-    reconnect: (name, url) => new HttpHostLink({ name, url, token: agentToken }),
     metrics: new MetricsRegistry().withProcessDefaults(),
+    reconnect: (name, url) => new HttpHostLink({ name, url, token: agentToken, ...(url.startsWith('https:') ? { tls: tls.agentClientTls } : {}) }),
   });
-  const api = createServerApi(server, { apiToken, agentToken, logger });
+  const api = createServerApi(server, { apiToken, agentToken, logger, tls, hostNames, authFailureLimits: site.server.authFailures });
   let url: string;
   try {
     url = await api.listen(site.server.listen);
@@ -47,12 +66,14 @@ export async function runServer(site: SiteConfig, stateDir: string, logger: Logg
     await server.stop();
     throw new MotusError('MOTUS_E_INVALID_REQUEST', `the server cannot listen on ${site.server.listen}: ${(err as Error).message}`);
   }
-  writeClientFile(stateDir, { url, token: apiToken });
-  logger.info('server listening', { url });
+  writeClientFile(stateDir, { url, token: apiToken, ca: tls.bundle });
+  tls.onChange(() => writeClientFile(stateDir, { url, token: apiToken, ca: tls.bundle }));
+  logger.info('server listening', { url, ca: tls.ca.info().fingerprint256 });
   return {
     url,
     server,
     agentToken,
+    tls,
     stop: async () => {
       await api.close();
       await server.stop();
@@ -60,7 +81,13 @@ export async function runServer(site: SiteConfig, stateDir: string, logger: Logg
   };
 }
 
-/** The agent role: one host's VMs, its API, and registration with the server (retried until it answers). */
+/**
+ * The agent role: one host's VMs, its API, and registration with the server.
+ * With an https server URL it first enrolls: it makes its key, sends a request
+ * for a certificate (agent token), and then serves the agent protocol over HTTPS,
+ * taking orders only from the server's certificate. `serverCa` is the CA bundle
+ * it trusts the server with until enrolment gives it the site's.
+ */
 export async function runAgent(
   site: SiteConfig,
   host: HostConfig,
@@ -68,7 +95,21 @@ export async function runAgent(
   serverUrl: string,
   agentToken: string,
   logger: Logger,
+  serverCa?: string,
 ): Promise<Running> {
+  privateDir(stateDir);
+  let credentials: HostCredentials | undefined;
+  if (serverUrl.startsWith('https:')) {
+    if (!serverCa) throw new MotusError('MOTUS_E_TLS', `the server at ${serverUrl} speaks HTTPS: give the agent the site CA (--ca FILE, the ca.pem in the server's state folder)`);
+    credentials = new HostCredentials(stateDir, host.name, host.migrationTls);
+    const csr = await credentials.request();
+    const enrolled = (await callServer(serverUrl, '/v1/agents/enroll', { name: host.name, csr }, agentToken, { ca: serverCa, checkPeer: expectPeer(SERVER_IDENTITY, 'server') }, logger)) as {
+      cert: string;
+      ca: string;
+    };
+    credentials.install(enrolled.cert, enrolled.ca);
+    logger.info('host certificate received', { host: host.name });
+  }
   const agent = await HostAgent.start({
     name: host.name,
     stateDir,
@@ -81,12 +122,15 @@ export async function runAgent(
     logger,
     container: createRootContainer(),
     metrics: new MetricsRegistry().withProcessDefaults(),
+    ...(credentials ? { migrationCredentials: () => credentials.migrationCredentials() } : {}),
   });
   let api: JsonHttpServer | undefined;
   try {
-    api = createAgentApi(agent, agentToken, logger);
+    api = createAgentApi(agent, agentToken, logger, credentials ? { credentials } : {});
     const url = await api.listen(host.listen);
-    await register(serverUrl, agentToken, host.name, url, logger);
+    const mine = credentials?.serverTls;
+    await callServer(serverUrl, '/v1/agents/register', { name: host.name, url }, agentToken, mine ? { ...mine, checkPeer: expectPeer(SERVER_IDENTITY, 'server') } : undefined, logger);
+    logger.info('registered with server', { server: serverUrl, url });
     return {
       url,
       stop: async () => {
@@ -101,21 +145,35 @@ export async function runAgent(
   }
 }
 
-async function register(serverUrl: string, token: string, name: string, url: string, logger: Logger): Promise<void> {
-  const server = new JsonHttpClient({ url: serverUrl, token, timeoutMs: 15_000, peer: 'the Motus server', badAnswerCode: 'MOTUS_E_AGENT_UNREACHABLE' });
+/** An agent's call to its server (enrolment, registration), retried until the server answers or 60 s pass. */
+async function callServer(serverUrl: string, path: string, body: unknown, token: string, tls: ClientTls | undefined, logger: Logger): Promise<unknown> {
+  const server = new JsonHttpClient({
+    url: serverUrl,
+    token,
+    timeoutMs: 15_000,
+    peer: 'the Motus server',
+    badAnswerCode: 'MOTUS_E_AGENT_UNREACHABLE',
+    ...(tls ? { tls } : {}),
+  });
   const deadline = Date.now() + 60_000;
   let lastError = '';
-  while (Date.now() < deadline) {
-    try {
-      await server.call('POST', '/v1/agents/register', { name, url });
-      logger.info('registered with server', { server: serverUrl, url });
-      return;
-    } catch (err) {
-      lastError = (err as Error).message;
-      // A refused token or a bad body will not get better by asking again.
-      if (isMotusError(err, 'MOTUS_E_UNAUTHORIZED') || isMotusError(err, 'MOTUS_E_INVALID_REQUEST')) break;
+  try {
+    while (Date.now() < deadline) {
+      try {
+        return await server.call('POST', path, body);
+      } catch (err) {
+        lastError = (err as Error).message;
+        // A refused token, a bad body, an unknown host or an untrusted server will not get better by asking again.
+        if (['MOTUS_E_UNAUTHORIZED', 'MOTUS_E_INVALID_REQUEST', 'MOTUS_E_HOST_NOT_FOUND', 'MOTUS_E_TLS'].some((code) => isMotusError(err, code as never))) {
+          logger.error('the server refused the agent', { path, error: lastError });
+          throw err;
+        }
+      }
+      await new Promise((resolve) => setTimeout(resolve, 500));
     }
-    await new Promise((resolve) => setTimeout(resolve, 500));
+  } finally {
+    server.close();
   }
-  throw new MotusError('MOTUS_E_AGENT_UNREACHABLE', `agent ${name} could not register with the server at ${serverUrl}: ${lastError}`, { server: serverUrl });
+  logger.error('the server did not answer', { path, error: lastError });
+  throw new MotusError('MOTUS_E_AGENT_UNREACHABLE', `the agent could not call ${path} on the server at ${serverUrl}: ${lastError}`, { server: serverUrl });
 }

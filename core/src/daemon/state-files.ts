@@ -1,32 +1,39 @@
 import { randomBytes } from 'node:crypto';
-import { existsSync, mkdirSync, readFileSync, renameSync, writeFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { MotusError } from '@motus/sdk';
+import { MotusError, registerSecret } from '@motus/sdk';
+import { privateDir, writePrivateFile } from '../kernel/private-files.js';
 
 /** What a client needs to reach a server: written by motusd into its state folder. */
 export interface ClientFile {
   url: string;
   token: string;
+  /** The site CA bundle (PEM) the server's certificate chains to. */
+  ca?: string;
 }
 
 export const CLIENT_FILE = 'client.json';
 
 /** Reads a token file, creating it (mode 0600) with a fresh random token the first time. */
 export function ensureToken(dir: string, file: string): string {
-  mkdirSync(dir, { recursive: true });
+  privateDir(dir);
   const path = join(dir, file);
-  if (existsSync(path)) return readFileSync(path, 'utf8').trim();
-  const token = randomBytes(24).toString('base64url');
-  writeFileSync(path, token + '\n', { mode: 0o600 });
+  let token: string;
+  if (existsSync(path)) {
+    token = readFileSync(path, 'utf8').trim();
+  } else {
+    token = randomBytes(24).toString('base64url');
+    writePrivateFile(path, token + '\n');
+  }
+  registerSecret(token);
   return token;
 }
 
 /** Written whole and then renamed into place: a reader waiting for the file never sees it half written. */
+/** Written whole and then renamed into place (writePrivateFile): a reader waiting for the file never sees it half written. */
 export function writeClientFile(dir: string, client: ClientFile): void {
-  mkdirSync(dir, { recursive: true });
-  const path = join(dir, CLIENT_FILE);
-  writeFileSync(`${path}.tmp`, JSON.stringify(client, null, 2) + '\n', { mode: 0o600 });
-  renameSync(`${path}.tmp`, path);
+  privateDir(dir);
+  writePrivateFile(join(dir, CLIENT_FILE), JSON.stringify(client, null, 2) + '\n');
 }
 
 export function readClientFile(dir: string): ClientFile {
@@ -39,7 +46,9 @@ export function readClientFile(dir: string): ClientFile {
   }
   try {
     const value = JSON.parse(text) as Partial<ClientFile>;
-    if (typeof value.url === 'string' && typeof value.token === 'string') return { url: value.url, token: value.token };
+    if (typeof value.url === 'string' && typeof value.token === 'string') {
+      return { url: value.url, token: value.token, ...(typeof value.ca === 'string' ? { ca: value.ca } : {}) };
+    }
   } catch {
     /* reported below */
   }

@@ -1,9 +1,12 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http';
+import { createServer as createHttpsServer, type Server as HttpsServer } from 'node:https';
 import type { AddressInfo } from 'node:net';
+import type { TLSSocket } from 'node:tls';
 import { timingSafeEqual } from 'node:crypto';
-import { MotusError, type Logger, type MotusErrorCode, type Role } from '@motus/sdk';
+import { MotusError, redact, type Logger, type MotusErrorCode, type Role } from '@motus/sdk';
 import { REQUEST_ID_HEADER, requestIdFrom, withRequestId } from '../kernel/request-context.js';
 import { requireRole, type Principal } from '../server/identity/roles.js';
+import { AuthFailureLimiter, type AuthFailureLimits } from './auth-failure-limiter.js';
 
 /** Finds who a bearer token belongs to; undefined when it belongs to nobody. */
 export type Authenticator = (token: string) => Principal | undefined;
@@ -26,9 +29,30 @@ export interface ServedRequest {
   seconds: number;
 }
 
+/** The certificate and key a server answers TLS with, and the CA bundle it checks client certificates against. */
+export interface ServerTls {
+  key: string;
+  cert: string;
+  ca: string;
+}
+
+/** Who a verified client certificate (issued by the site CA) says the peer is. */
+export interface PeerIdentity {
+  /** The certificate's CN: a host name, or the server's name. */
+  name: string;
+  /** Its OU: 'server' or 'host'. */
+  role: string;
+}
+
 export interface JsonHttpServerOptions {
   onDenied?(request: DeniedRequest): void;
   onServed?(request: ServedRequest): void;
+  /** HTTPS with these credentials; clients may present a certificate (checked per route or by `requirePeer`). */
+  tls?: ServerTls;
+  /** Refuses (401) every request whose client certificate does not pass: returns why, or undefined to accept. */
+  requirePeer?(peer: PeerIdentity | undefined): string | undefined;
+  /** Failed authentications tolerated per client address before 429. */
+  authFailureLimits?: AuthFailureLimits;
 }
 
 export interface RequestContext {
@@ -44,6 +68,8 @@ export interface RequestContext {
   principal?: Principal;
   /** The request id (the caller's x-request-id when well formed, a fresh one otherwise). */
   requestId: string;
+  /** The client's certificate identity, when it presented one the site CA issued. */
+  peer?: PeerIdentity;
 }
 
 /** A handler's answer with a status other than the default (202 Accepted), or a body that is not JSON. */
@@ -67,6 +93,8 @@ export interface RouteOptions {
   token?: string;
   /** The least role a user needs, on servers that authenticate users (default viewer). */
   role?: Role;
+  /** Query parameters the route reads; any other is refused (400 naming it). Default: none. */
+  query?: readonly string[];
 }
 
 interface Route {
@@ -78,7 +106,7 @@ interface Route {
   options: RouteOptions;
 }
 
-const MAX_BODY_BYTES = 1 << 20;
+export const MAX_BODY_BYTES = 1 << 20;
 const BODY_TIMEOUT_MS = 10_000;
 
 const STATUS: Partial<Record<MotusErrorCode, number>> = {
@@ -103,6 +131,10 @@ const STATUS: Partial<Record<MotusErrorCode, number>> = {
   MOTUS_E_ISCSI_LUN_HELD: 409,
   MOTUS_E_NFS_LOCK_HELD: 409,
   MOTUS_E_DATASTORE_NOT_VISIBLE: 409,
+  MOTUS_E_PAYLOAD_TOO_LARGE: 413,
+  MOTUS_E_RATE_LIMITED: 429,
+  MOTUS_E_TLS_UNAVAILABLE: 409,
+  MOTUS_E_TLS: 502,
   MOTUS_E_HOST_DOWN: 503,
   MOTUS_E_AGENT_UNREACHABLE: 502,
 };
@@ -114,14 +146,17 @@ export function httpStatusOf(code: MotusErrorCode): number {
 /** A small JSON-over-HTTP server with bearer-token auth and NDJSON streams. */
 export class JsonHttpServer {
   private readonly routes: Route[] = [];
-  private server: Server | undefined;
+  private server: Server | HttpsServer | undefined;
+  private readonly limiter: AuthFailureLimiter;
 
   /** `auth` is one shared token (the agent protocol), or an authenticator of users' tokens. */
   constructor(
     private readonly auth: string | Authenticator,
     private readonly logger: Logger,
     private readonly hooks: JsonHttpServerOptions = {},
-  ) {}
+  ) {
+    this.limiter = new AuthFailureLimiter(hooks.authFailureLimits);
+  }
 
   route(method: string, path: string, handler: Handler, options: RouteOptions = {}): this {
     const keys: string[] = [];
@@ -141,15 +176,31 @@ export class JsonHttpServer {
     const colon = address.lastIndexOf(':');
     const host = address.slice(0, colon).replace(/^\[|\]$/g, '');
     const port = Number(address.slice(colon + 1));
-    const server = createServer((req, res) => void this.dispatch(req, res));
+    const onRequest = (req: IncomingMessage, res: ServerResponse) => void this.dispatch(req, res);
+    const tls = this.hooks.tls;
+    // Client certificates are asked for but not required at the handshake: a
+    // request without one gets a coded 401 it can read, not a reset connection.
+    const server = tls
+      ? createHttpsServer({ key: tls.key, cert: tls.cert, ca: tls.ca, requestCert: true, rejectUnauthorized: false, minVersion: 'TLSv1.2' }, onRequest)
+      : createServer(onRequest);
     server.keepAliveTimeout = 5_000;
+    server.headersTimeout = 15_000;
+    server.requestTimeout = 0;
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
       server.listen(port, host, () => resolve());
     });
     const bound = server.address() as AddressInfo;
-    return `http://${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`;
+    return `${tls ? 'https' : 'http'}://${bound.family === 'IPv6' ? `[${bound.address}]` : bound.address}:${bound.port}`;
+  }
+
+  /** New credentials (CA rotation): new connections use them, open ones finish with the old. */
+  setTls(tls: ServerTls): void {
+    const server = this.server;
+    if (!server || !('setSecureContext' in server)) throw new MotusError('MOTUS_E_INTERNAL', 'this API server does not run HTTPS');
+    this.hooks.tls = tls;
+    server.setSecureContext({ key: tls.key, cert: tls.cert, ca: tls.ca });
   }
 
   async close(): Promise<void> {
@@ -208,17 +259,37 @@ export class JsonHttpServer {
       }
       if (matched) matchedRoute(matched.route.path);
       const routeOptions = matched?.route.options ?? {};
+      const peer = peerOf(req);
+      const address = req.socket.remoteAddress ?? 'unknown';
       if (!routeOptions.public) {
-        if (routeOptions.token !== undefined || typeof this.auth === 'string') {
-          if (!this.authorized(req, routeOptions.token ?? (this.auth as string))) throw new MotusError('MOTUS_E_UNAUTHORIZED', 'missing or wrong bearer token');
-        } else {
-          principal = this.auth(presentedToken(req));
-          if (!principal) throw new MotusError('MOTUS_E_UNAUTHORIZED', 'missing, unknown or revoked bearer token');
-          if (matched) requireRole(principal, routeOptions.role ?? 'viewer', `${method} ${url.pathname}`);
+        const wait = this.limiter.retryAfterSeconds(address);
+        if (wait > 0) {
+          res.setHeader('retry-after', String(wait));
+          throw new MotusError('MOTUS_E_RATE_LIMITED', `too many failed authentications from ${address}; try again in ${wait} s`, { retryAfterSeconds: wait });
         }
+        try {
+          const refusal = this.hooks.requirePeer?.(peer);
+          if (refusal !== undefined) throw new MotusError('MOTUS_E_UNAUTHORIZED', refusal);
+          if (routeOptions.token !== undefined || typeof this.auth === 'string') {
+            if (!this.authorized(req, routeOptions.token ?? (this.auth as string))) throw new MotusError('MOTUS_E_UNAUTHORIZED', 'missing or wrong bearer token');
+          } else {
+            principal = this.auth(presentedToken(req));
+            if (!principal) throw new MotusError('MOTUS_E_UNAUTHORIZED', 'missing, unknown or revoked bearer token');
+          }
+        } catch (err) {
+          this.limiter.recordFailure(address);
+          throw err;
+        }
+        if (principal && matched) requireRole(principal, routeOptions.role ?? 'viewer', `${method} ${url.pathname}`);
       }
       if (!matched) {
         throw new MotusError('MOTUS_E_NOT_FOUND', pathKnown ? `${method} is not allowed on ${url.pathname}` : `no such API path: ${url.pathname}`);
+      }
+      const allowed = new Set(routeOptions.query ?? []);
+      for (const key of url.searchParams.keys()) {
+        if (!allowed.has(key)) {
+          throw new MotusError('MOTUS_E_INVALID_REQUEST', `${key}: ${method} ${url.pathname} takes no query parameter '${key}'${allowed.size ? ` (it takes ${[...allowed].join(', ')})` : ''}`, { field: key });
+        }
       }
       const body = method === 'GET' || method === 'HEAD' ? undefined : await readJsonBody(req);
       const result = await matched.route.handler({
@@ -231,6 +302,7 @@ export class JsonHttpServer {
         signal: abort.signal,
         requestId,
         ...(principal ? { principal } : {}),
+        ...(peer ? { peer } : {}),
       });
       if (result === STREAMED) return;
       if (result instanceof Reply) {
@@ -247,7 +319,10 @@ export class JsonHttpServer {
     } catch (err) {
       const error = MotusError.from(err);
       if (error.code === 'MOTUS_E_INTERNAL') this.logger.error('request failed', { method, path: url.pathname, error: error.message });
-      const refused = error.code === 'MOTUS_E_UNAUTHORIZED' || error.code === 'MOTUS_E_FORBIDDEN' || (error.code === 'MOTUS_E_INVALID_REQUEST' && method !== 'GET');
+      if (error.code === 'MOTUS_E_UNAUTHORIZED' || error.code === 'MOTUS_E_RATE_LIMITED') {
+        this.logger.warn('request refused', { method, path: url.pathname, code: error.code, from: req.socket.remoteAddress });
+      }
+      const refused = error.code === 'MOTUS_E_UNAUTHORIZED' || error.code === 'MOTUS_E_FORBIDDEN' || ((error.code === 'MOTUS_E_INVALID_REQUEST' || error.code === 'MOTUS_E_PAYLOAD_TOO_LARGE') && method !== 'GET');
       if (refused && this.hooks.onDenied && typeof this.auth !== 'string') {
         try {
           this.hooks.onDenied({ method, path: url.pathname, code: error.code, message: error.message, ...(principal ? { user: principal.user } : {}) });
@@ -259,7 +334,8 @@ export class JsonHttpServer {
         res.end();
         return;
       }
-      sendJson(res, httpStatusOf(error.code), { error: error.toJSON() });
+      if (error.code === 'MOTUS_E_PAYLOAD_TOO_LARGE') res.setHeader('connection', 'close');
+      sendJson(res, httpStatusOf(error.code), { error: redact(error.toJSON()) });
     }
   }
 
@@ -268,6 +344,17 @@ export class JsonHttpServer {
     const expected = Buffer.from(token);
     return presented.length === expected.length && timingSafeEqual(presented, expected);
   }
+}
+
+/** The client certificate's identity, only when the TLS layer verified it against the site CA. */
+function peerOf(req: IncomingMessage): PeerIdentity | undefined {
+  const socket = req.socket as Partial<TLSSocket>;
+  if (!socket.encrypted || !socket.authorized || typeof socket.getPeerCertificate !== 'function') return undefined;
+  const subject = socket.getPeerCertificate().subject as Record<string, string | string[]> | undefined;
+  const first = (v: string | string[] | undefined) => (Array.isArray(v) ? v[0] : v);
+  const name = first(subject?.CN);
+  const role = first(subject?.OU);
+  return name && role ? { name, role } : undefined;
 }
 
 function presentedToken(req: IncomingMessage): string {
@@ -295,7 +382,14 @@ export function startNdjson(res: ServerResponse): { write(value: unknown): void;
   };
 }
 
+function tooLarge(): MotusError {
+  return new MotusError('MOTUS_E_PAYLOAD_TOO_LARGE', `request body larger than ${MAX_BODY_BYTES} bytes`, { limitBytes: MAX_BODY_BYTES });
+}
+
 function readJsonBody(req: IncomingMessage): Promise<unknown> {
+  const declared = Number(req.headers['content-length'] ?? 0);
+  // Refused before a byte of it is read.
+  if (declared > MAX_BODY_BYTES) return Promise.reject(tooLarge());
   return new Promise((resolve, reject) => {
     const chunks: Buffer[] = [];
     let size = 0;
@@ -307,8 +401,9 @@ function readJsonBody(req: IncomingMessage): Promise<unknown> {
       size += chunk.length;
       if (size > MAX_BODY_BYTES) {
         clearTimeout(timer);
-        reject(new MotusError('MOTUS_E_INVALID_REQUEST', `request body larger than ${MAX_BODY_BYTES} bytes`));
-        req.destroy();
+        reject(tooLarge());
+        // Stop reading; the answer goes out, then the connection closes.
+        req.pause();
         return;
       }
       chunks.push(chunk);
@@ -320,7 +415,7 @@ function readJsonBody(req: IncomingMessage): Promise<unknown> {
       try {
         resolve(JSON.parse(text));
       } catch {
-        reject(new MotusError('MOTUS_E_INVALID_REQUEST', 'request body is not valid JSON'));
+        reject(new MotusError('MOTUS_E_INVALID_REQUEST', 'request body is not valid JSON', { field: '(body)' }));
       }
     });
     req.on('error', (err) => {

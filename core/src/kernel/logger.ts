@@ -1,4 +1,4 @@
-import type { LogLevel, Logger } from '@motus/sdk';
+import { redact, type LogLevel, type Logger } from '@motus/sdk';
 import { currentRequestId } from './request-context.js';
 
 const LEVELS: Record<LogLevel, number> = { debug: 10, info: 20, warn: 30, error: 40 };
@@ -10,6 +10,8 @@ export interface LogSink {
 /**
  * JSON-lines logger: one object per line with time, level, message and fields,
  * plus the request id of the API call being served (see request-context.ts).
+ * Every line goes through the redaction layer, so a secret handed to a log call
+ * (a token, a CHAP secret, a key) is written as [redacted].
  */
 export class JsonLogger implements Logger {
   constructor(
@@ -37,7 +39,7 @@ export class JsonLogger implements Logger {
   private log(level: LogLevel, msg: string, fields?: Record<string, unknown>): void {
     if (LEVELS[level] < LEVELS[this.minLevel]) return;
     const requestId = currentRequestId();
-    this.sink.write(JSON.stringify({ time: new Date().toISOString(), level, msg, ...(requestId ? { requestId } : {}), ...this.fields, ...fields }) + '\n');
+    this.sink.write(JSON.stringify(redact({ time: new Date().toISOString(), level, msg, ...(requestId ? { requestId } : {}), ...this.fields, ...fields })) + '\n');
   }
 }
 

@@ -8,6 +8,7 @@ import {
   NetworkProviderToken,
   StorageProviderToken,
   isPluginDefinition,
+  registerSecretsIn,
   tokenId,
   type HostInfo,
   type Logger,
@@ -192,6 +193,8 @@ export class PluginHost {
   private async setUp(definition: PluginDefinition<unknown>, config: unknown): Promise<void> {
     const { root, role, host, hooks, logger, stateDir } = this.options;
     const container = root.createChildContainer();
+    // A plugin's secrets (CHAP secrets, passwords) are scrubbed from every log line and event from now on.
+    registerSecretsIn(config);
     const plugin: LoadedPlugin = { definition, config, container, disposers: [] };
     const provided = new Set<symbol>();
     const folder = join(stateDir, 'plugins', definition.name.replace(/[^a-zA-Z0-9._-]+/g, '_'));

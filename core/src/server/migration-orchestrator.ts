@@ -3,6 +3,7 @@ import { performance } from 'node:perf_hooks';
 import type { DependencyContainer } from 'tsyringe';
 import {
   MotusError,
+  redact,
   type HostInfo,
   type Logger,
   type MigrationEvent,
@@ -19,6 +20,7 @@ import {
 import type { AgentFacts, HostLink } from '../agent/host-link.js';
 import type { MigrationConfig } from '../site/site-schema.js';
 import type { Inventory } from './inventory.js';
+import { decideEncryption } from './migration-encryption.js';
 import { ProgressRate } from './progress-rate.js';
 import { planConvergence, type ConvergenceContext } from './convergence/convergence-plan.js';
 import { ConvergencePolicy } from './convergence/convergence-policy.js';
@@ -63,6 +65,8 @@ interface Plan {
   container: DependencyContainer;
   sourceFacts: AgentFacts;
   destinationFacts: AgentFacts;
+  /** The memory stream goes over TLS. */
+  encrypted: boolean;
 }
 
 const DESTINATION_RUN_TIMEOUT_MS = 10_000;
@@ -133,6 +137,7 @@ export class MigrationOrchestrator {
       throw error;
     }
     summary.state = 'running';
+    summary.encrypted = plan.encrypted;
     this.deps.inventory.putMigration(summary);
     this.emit(run, { type: 'validated' });
     this.busyVms.add(plan.vm.name);
@@ -207,6 +212,7 @@ export class MigrationOrchestrator {
       }
     };
     const [facts, sourceFacts] = await Promise.all([factsOf(destination), factsOf(source)]);
+    const encrypted = decideEncryption(this.deps.config.encryption, sourceFacts, facts);
     const freeMiB = facts.memoryTotalMiB - facts.memoryUsedMiB - this.reservedOn(destination.info.name) + ownReservationMiB;
     if (freeMiB < vm.spec.memoryMiB) {
       throw new MotusError(
@@ -230,7 +236,7 @@ export class MigrationOrchestrator {
       throw new MotusError('MOTUS_E_MIGRATION_VETOED', `${veto.plugin} refuses the migration: ${veto.reason}`, { veto });
     }
     const leases = (vm.spec.disks ?? []).length > 0 && (facts.storage.length > 0 || sourceFacts.storage.length > 0);
-    return { leases, leaseOn: 'source', vm, source, destination, ctx, container, sourceFacts, destinationFacts: facts };
+    return { leases, leaseOn: 'source', vm, source, destination, ctx, container, sourceFacts, destinationFacts: facts, encrypted };
   }
 
   private async execute(run: Running, plan: Plan, t0: number, preReserved: boolean): Promise<MigrationSummary> {
@@ -271,11 +277,11 @@ export class MigrationOrchestrator {
       // Not abortable: a destination process still being launched must exist before rollback stops it.
       for (const decision of convergence.decisions) this.emitPolicy(run, decision);
       const destinationTuning = Object.keys(convergence.destination).length > 0 ? convergence.destination : undefined;
-      const { uri } = await destination.link.prepareIncoming(vm.spec, summary.id, destinationTuning);
+      const { uri } = await destination.link.prepareIncoming(vm.spec, summary.id, destinationTuning, plan.encrypted ? { tls: true } : {});
       if (signal.aborted) throw signal.reason;
       unreserve();
       await abortable(hooks.prepareDestination.promise(ctx), signal);
-      this.emit(run, { type: 'prepared', uri, ms: Math.round(performance.now() - preparedAt) });
+      this.emit(run, { type: 'prepared', uri, ms: Math.round(performance.now() - preparedAt), encrypted: plan.encrypted });
 
       summary.phase = 'precopy';
       const pauseForSwitchover = hooks.switchover.isUsed() || plan.leases;
@@ -283,7 +289,8 @@ export class MigrationOrchestrator {
       let final: MigrationProgress | undefined;
       const rate = new ProgressRate();
       let switchedOver = false;
-      for await (const progress of source.link.migrateOut(vm.name, uri, tuning, summary.id, signal)) {
+      const outgoing = plan.encrypted ? { tls: { peer: destination.info.name } } : {};
+      for await (const progress of source.link.migrateOut(vm.name, uri, tuning, summary.id, signal, outgoing)) {
         summary.controlPlaneMs ??= Math.round(performance.now() - t0);
         if (progress.status === 'pre-switchover') {
           if (switchedOver) continue;
@@ -560,7 +567,8 @@ export class MigrationOrchestrator {
 
   private emit(run: Running, body: EventBody): void {
     run.seq += 1;
-    const event = { ...body, migrationId: run.summary.id, seq: run.seq, at: new Date().toISOString() } as MigrationEvent;
+    // Events are stored and streamed to every viewer: no secret (in a cause, a URI) may ride along.
+    const event = redact({ ...body, migrationId: run.summary.id, seq: run.seq, at: new Date().toISOString() }) as MigrationEvent;
     this.deps.inventory.addEvent(event);
     this.deps.publish(event);
   }

@@ -235,6 +235,11 @@ export class MotusServer implements Platform {
     return info;
   }
 
+  /** The link to a registered host's agent. */
+  hostLink(name: string): HostLink | undefined {
+    return this.hostEntries.get(name)?.link;
+  }
+
   async hosts(): Promise<HostInfo[]> {
     return [...this.hostEntries.values()].map((e) => e.info).sort((a, b) => a.name.localeCompare(b.name));
   }
@@ -596,6 +601,7 @@ export class MotusServer implements Platform {
       cpus: facts.cpus,
       hypervisor: { kind: facts.hypervisor.kind, version: facts.hypervisor.version, accelerator: facts.hypervisor.accelerator },
       plugins: facts.plugins,
+      ...(facts.migrationTls ? { migrationTls: facts.migrationTls } : {}),
       lastSeen: now(),
     };
   }

@@ -1,4 +1,4 @@
-import { MotusError, type Logger, type Role, type ScheduleRequest } from '@motus/sdk';
+import { MotusError, redact, type Logger, type Role, type ScheduleRequest } from '@motus/sdk';
 import { z } from 'zod';
 import { HttpHostLink } from '../agent/http-host-link.js';
 import { JsonHttpServer, Reply, STREAMED, startNdjson, type RequestContext } from '../http/http-server.js';
@@ -10,10 +10,13 @@ import { NetCaptureRequestSchema, parseAuditParams, VmTagsSchema, ScheduleReques
 import { requireRole, type Principal } from './identity/roles.js';
 import type { MotusServer } from './motus-server.js';
 import { addPlacementRoutes } from './placement-api.js';
+import type { AuthFailureLimits } from '../http/auth-failure-limiter.js';
+import type { RenewableHost, ServerTlsManager } from '../security/server-tls.js';
 
 /** A plugin method's body: its payload, which the plugin validates itself. */
 const PluginCallSchema = z.object({ payload: z.unknown().optional() }).strict();
-const RegisterAgentSchema = z.object({ name: z.string().min(1), url: z.string().url() }).strict();
+const RegisterAgentSchema = z.object({ name: z.string().min(1).max(63), url: z.string().url().max(512) }).strict();
+const EnrollAgentSchema = z.object({ name: z.string().min(1).max(63), csr: z.string().min(1).max(16_384) }).strict();
 /** Actions on a resource named by the path take no fields: anything sent is a mistake worth a 400. */
 const EmptyBodySchema = z.object({}).strict();
 const noBody = (ctx: { body: unknown }) => parseRequest(EmptyBodySchema, ctx.body ?? {}, 'request (this route takes no body fields)');
@@ -29,6 +32,12 @@ export interface ServerApiOptions {
   logger: Logger;
   /** Folder of the built web console (default: the @motus/console workspace's dist/). */
   consoleDir?: string;
+  /** HTTPS with the site CA: agents enroll for certificates and must present theirs to register. */
+  tls?: ServerTlsManager;
+  /** The names a host's certificate carries (its agent and migration addresses), or undefined for a host the site file does not list. */
+  hostNames?: (host: string) => string[] | undefined;
+  /** Failed authentications tolerated per client address before 429. */
+  authFailureLimits?: AuthFailureLimits;
 }
 
 /**
@@ -37,7 +46,10 @@ export interface ServerApiOptions {
  */
 export function createServerApi(server: MotusServer, options: ServerApiOptions): JsonHttpServer {
   if (options.apiToken) server.identities.bootstrap(options.apiToken);
+  const tls = options.tls;
   const api = new JsonHttpServer((token) => server.identities.authenticate(token), options.logger, {
+    ...(tls ? { tls: tls.serverTls } : {}),
+    ...(options.authFailureLimits ? { authFailureLimits: options.authFailureLimits } : {}),
     onDenied: (denied) =>
       server.audit.append({
         user: denied.user ?? 'anonymous',
@@ -193,6 +205,31 @@ export function createServerApi(server: MotusServer, options: ServerApiOptions):
       }
       return { result };
     })
+    .route('GET', '/v1/ca', async () => {
+      if (!tls) throw new MotusError('MOTUS_E_NOT_FOUND', 'this server runs without a site CA (in-process platform)');
+      return tls.ca.info();
+    })
+    .route(
+      'POST',
+      '/v1/ca/rotate',
+      async (ctx) => {
+        noBody(ctx);
+        if (!tls) throw new MotusError('MOTUS_E_NOT_FOUND', 'this server runs without a site CA (in-process platform)');
+        const hosts = (await server.hosts())
+          .filter((h) => h.state !== 'disconnected')
+          .map((h) => server.hostLink(h.name))
+          .filter((link): link is HttpHostLink => link instanceof HttpHostLink) as RenewableHost[];
+        const result = await tls.rotate(hosts);
+        server.audit.append({
+          user: me(ctx).user,
+          action: 'ca.rotate',
+          outcome: result.failed.length === 0 ? 'rotated' : 'rotated-partly',
+          detail: { generation: result.ca.generation, fingerprint256: result.ca.fingerprint256, renewed: result.renewed, failed: result.failed },
+        });
+        return result;
+      },
+      as('admin'),
+    )
     .route('GET', '/v1/audit', async ({ query }) => {
       const params = parseAuditParams(query);
       const { format, ...filter } = params;
@@ -200,7 +237,7 @@ export function createServerApi(server: MotusServer, options: ServerApiOptions):
       if (format === 'jsonl') return new Reply(200, toJsonLines(records), 'application/x-ndjson');
       if (format === 'csv') return new Reply(200, toCsv(records), 'text/csv; charset=utf-8');
       return records;
-    })
+    }, { query: ['vm', 'user', 'host', 'since', 'until', 'limit', 'format'] })
     .route('GET', '/v1/audit/verify', async () => server.audit.verify())
     .route('GET', '/v1/users', async () => server.identities.users(), as('admin'))
     .route(
@@ -225,7 +262,7 @@ export function createServerApi(server: MotusServer, options: ServerApiOptions):
       },
       as('admin'),
     )
-    .route('GET', '/v1/tokens', async ({ query }) => server.identities.tokens(query.get('user') ?? undefined), as('admin'))
+    .route('GET', '/v1/tokens', async ({ query }) => server.identities.tokens(query.get('user') ?? undefined), { role: 'admin', query: ['user'] })
     .route(
       'POST',
       '/v1/tokens',
@@ -251,10 +288,10 @@ export function createServerApi(server: MotusServer, options: ServerApiOptions):
     .route('GET', '/v1/events', async ({ res, signal }) => {
       const out = startNdjson(res);
       const subscriptions = [
-        server.migrations$.subscribe((e) => out.write({ stream: 'migration', ...e })),
-        server.hosts$.subscribe((e) => out.write({ stream: 'host', ...e })),
-        server.vms$.subscribe((e) => out.write({ stream: 'vm', ...e })),
-        server.audit.records$.subscribe((record) => out.write({ stream: 'audit', type: 'audit-appended', at: record.at, record })),
+        server.migrations$.subscribe((e) => out.write(redact({ stream: 'migration', ...e }))),
+        server.hosts$.subscribe((e) => out.write(redact({ stream: 'host', ...e }))),
+        server.vms$.subscribe((e) => out.write(redact({ stream: 'vm', ...e }))),
+        server.audit.records$.subscribe((record) => out.write(redact({ stream: 'audit', type: 'audit-appended', at: record.at, record }))),
       ];
       await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve()));
       subscriptions.forEach((s) => s.unsubscribe());
@@ -265,12 +302,32 @@ export function createServerApi(server: MotusServer, options: ServerApiOptions):
   addPlacementRoutes(api, server);
   api.route(
     'POST',
-    '/v1/agents/register',
+    '/v1/agents/enroll',
     async ({ body }) => {
-      const request = parseRequest(RegisterAgentSchema, body, 'agent registration');
-      return server.addHost(new HttpHostLink({ name: request.name, url: request.url, token: options.agentToken }));
+      const request = parseRequest(EnrollAgentSchema, body, 'agent enrolment');
+      if (!tls) throw new MotusError('MOTUS_E_NOT_FOUND', 'this server runs without a site CA: agents speak plain HTTP to it');
+      const names = options.hostNames?.(request.name);
+      if (!names) throw new MotusError('MOTUS_E_HOST_NOT_FOUND', `host ${request.name} is not in the site file`, { host: request.name });
+      return tls.enroll(request.name, request.csr, names);
     },
     { token: options.agentToken },
   );
+  api.route(
+    'POST',
+    '/v1/agents/register',
+    async ({ body, peer }) => {
+      const request = parseRequest(RegisterAgentSchema, body, 'agent registration');
+      if (tls) {
+        // The agent token is shared by every host; the certificate proves which host this is.
+        if (!peer || peer.role !== 'host' || peer.name !== request.name) {
+          throw new MotusError('MOTUS_E_UNAUTHORIZED', `host ${request.name} must register with its own certificate from the site CA${peer ? ` (this one is for ${peer.role} ${peer.name})` : ''}`, { host: request.name });
+        }
+        if (!request.url.startsWith('https:')) throw new MotusError('MOTUS_E_INVALID_REQUEST', 'url: agents of a site with a CA listen on https', { field: 'url' });
+      }
+      return server.addHost(new HttpHostLink({ name: request.name, url: request.url, token: options.agentToken, ...(tls ? { tls: tls.agentClientTls } : {}) }));
+    },
+    { token: options.agentToken },
+  );
+  tls?.onChange((credentials) => api.setTls(credentials));
   return api;
 }

@@ -27,6 +27,8 @@ export const HostConfigSchema = z
     migrationNetwork: z.string().min(1).default('default'),
     /** Where the agent reads ECC and thermal state (EDAC, thermal zones); another root for tests. */
     sysRoot: z.string().min(1).default('/sys'),
+    /** false keeps this host out of encrypted migration: it gets no QEMU TLS credentials. */
+    migrationTls: z.boolean().default(true),
   })
   .strict();
 
@@ -104,6 +106,12 @@ export const MigrationConfigSchema = z
      * lease (docs/reliability.md).
      */
     switchoverWaitSeconds: z.number().positive().default(30),
+    /**
+     * TLS for migration streams (vMotion's encrypted vMotion modes): disabled,
+     * opportunistic (TLS when both hosts have credentials) or required (a migration
+     * with a host lacking them is refused before anything starts).
+     */
+    encryption: z.enum(['disabled', 'opportunistic', 'required']).default('opportunistic'),
   })
   .strict();
 
@@ -111,7 +119,14 @@ export const SiteSchema = z
   .object({
     site: z.string().min(1).default('motus'),
     server: z
-      .object({ listen: listenAddress.default('127.0.0.1:0') })
+      .object({
+        listen: listenAddress.default('127.0.0.1:0'),
+        /** Failed authentications one client address may make in a window before it gets 429. */
+        authFailures: z
+          .object({ maxFailures: z.number().int().positive().default(20), windowSeconds: z.number().int().positive().default(60) })
+          .strict()
+          .prefault({}),
+      })
       .strict()
       .prefault({}),
     hosts: z

@@ -6,6 +6,7 @@ import { startQemu } from './launch/launch.js';
 import { QemuVm } from './qemu-vm.js';
 import { qemuVersion } from './qemu-version.js';
 import { migrationFeatures } from './migration/features.js';
+import { qemuHasTls } from './migration/tls.js';
 
 export interface QemuDriverOptions {
   /** Name on PATH or absolute path; qemu-system-x86_64 by default. */
@@ -43,8 +44,9 @@ export class QemuDriver implements HypervisorDriver {
 
   async probe(): Promise<HypervisorFacts> {
     const qemuPath = requireQemu(this.binary);
-    const [version, choice] = await Promise.all([
+    const [version, migrationTls, choice] = await Promise.all([
       qemuVersion(qemuPath),
+      qemuHasTls(qemuPath),
       probeAccelerator({
         qemuPath,
         setting: this.options.accelerator ?? 'auto',
@@ -52,7 +54,7 @@ export class QemuDriver implements HypervisorDriver {
         ...(this.options.env ? { env: this.options.env } : {}),
       }),
     ]);
-    return { kind: this.kind, version, accelerator: choice.accelerator, acceleratorReason: choice.reason, migrationFeatures: migrationFeatures(choice.accelerator) };
+    return { kind: this.kind, version, accelerator: choice.accelerator, acceleratorReason: choice.reason, migrationFeatures: migrationFeatures(choice.accelerator), migrationTls };
   }
 
   async launch(spec: VmSpec, options: LaunchOptions): Promise<QemuVm> {

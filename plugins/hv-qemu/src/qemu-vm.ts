@@ -4,6 +4,7 @@ import {
   type HypervisorEvent,
   type Logger,
   type MigrationProgress,
+  type MigrationTls,
   type MigrationTuning,
   type VmGuestStats,
   type VmHandle,
@@ -13,6 +14,7 @@ import { toHypervisorEvent } from './events.js';
 import type { RunFiles } from './launch/argv.js';
 import type { ProcessExit, QemuProcess } from './launch/qemu-process.js';
 import { toMigrationProgress } from './migration/progress.js';
+import { tlsCredsObject, tlsParameters } from './migration/tls.js';
 import { liveTuningToQmp, tcpUri, tuningToQmp, type QmpTuning } from './migration/tuning.js';
 import type { QmpClient } from '@motus/sdk';
 import { toRunState } from './run-state.js';
@@ -27,6 +29,8 @@ export class QemuVm implements VmHandle {
   readonly events$: Observable<HypervisorEvent> = this.subject.asObservable();
   readonly exited: Promise<ProcessExit>;
   private stopping: Promise<void> | undefined;
+  /** tls-creds-x509 objects added so far: each migration loads the credentials afresh (they may have been rotated). */
+  private tlsObjects = 0;
 
   constructor(
     readonly name: string,
@@ -80,7 +84,7 @@ export class QemuVm implements VmHandle {
     return toRunState(info.status);
   }
 
-  async listenForMigration(address: string, port: number, tuning?: MigrationTuning): Promise<string> {
+  async listenForMigration(address: string, port: number, tuning?: MigrationTuning, tls?: MigrationTls): Promise<string> {
     if (!this.incoming) {
       throw new MotusError('MOTUS_E_INVALID_REQUEST', `VM ${this.name} was not launched with incoming: true, so it cannot receive a migration`, { vm: this.name });
     }
@@ -93,6 +97,7 @@ export class QemuVm implements VmHandle {
       await this.qmp.migrateSetCapabilities(capabilities);
       await this.qmp.migrateSetParameters(parameters);
     }
+    await this.qmp.migrateSetParameters(tlsParameters(tls ? await this.addTlsCreds(tls, 'server') : undefined));
     await this.qmp.migrateIncoming(tcpUri(address, port));
     const info = await this.qmp.queryMigrate();
     // With port 0 the kernel picks the port; QEMU reports the one it bound. The host
@@ -103,13 +108,22 @@ export class QemuVm implements VmHandle {
     throw new MotusError('MOTUS_E_QMP_PROTOCOL', `QEMU listens for ${this.name}'s migration but query-migrate does not say on which port`, { vm: this.name, reply: info });
   }
 
-  async startMigration(uri: string, tuning?: MigrationTuning): Promise<void> {
+  async startMigration(uri: string, tuning?: MigrationTuning, tls?: MigrationTls): Promise<void> {
     const qmp = tuningToQmp(tuning);
     if (qmp.parameters['max-bandwidth'] === undefined) {
       this.logger?.info("migration max-bandwidth not given: QEMU's current limit applies (its default is 128 MiB/s)", { vm: this.name });
     }
-    await this.apply(qmp);
+    const creds = tls ? await this.addTlsCreds(tls, 'client') : undefined;
+    await this.apply({ ...qmp, parameters: { ...qmp.parameters, ...tlsParameters(creds, tls?.peerName) } });
     await this.qmp.migrate(uri);
+  }
+
+  /** Adds a tls-creds-x509 object reading `tls.credentialsDir`; returns its id. */
+  private async addTlsCreds(tls: MigrationTls, endpoint: 'server' | 'client'): Promise<string> {
+    this.tlsObjects += 1;
+    const object = tlsCredsObject(`motus-tls-${this.tlsObjects}`, tls.credentialsDir, endpoint);
+    await this.qmp.execute('object-add', object);
+    return object.id;
   }
 
   async tuneMigration(tuning: MigrationTuning): Promise<void> {

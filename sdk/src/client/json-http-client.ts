@@ -1,8 +1,9 @@
 import { MotusError, type MotusErrorCode, type MotusErrorJSON } from '../errors.js';
+import { HttpTransport, TlsRefusal, type ClientTls, type TransportResponse } from './http-transport.js';
 import { readJsonLines } from './ndjson.js';
 
 export interface JsonHttpClientOptions {
-  /** Base URL, e.g. http://127.0.0.1:7300 (a trailing slash is dropped). */
+  /** Base URL, e.g. https://127.0.0.1:7300 (a trailing slash is dropped). */
   url: string;
   /** Sent as `Authorization: Bearer …` on every request. */
   token: string;
@@ -16,6 +17,12 @@ export interface JsonHttpClientOptions {
   details?: Record<string, unknown>;
   /** Extra headers, read for each request (the request id being served). */
   headers?: () => Record<string, string>;
+  /**
+   * For https: the CA bundle to trust (and a client certificate), fixed or read
+   * at each request with a generation that changes when the material does (CA
+   * rotation), so connections are remade with the new one.
+   */
+  tls?: ClientTls | (() => { generation: number; tls: ClientTls });
 }
 
 export interface CallOptions {
@@ -33,10 +40,28 @@ export interface CallOptions {
 export class JsonHttpClient {
   readonly base: string;
   private readonly timeoutMs: number;
+  private transport: { generation: number; http: HttpTransport } | undefined;
 
   constructor(private readonly options: JsonHttpClientOptions) {
     this.base = options.url.replace(/\/+$/, '');
     this.timeoutMs = options.timeoutMs ?? 30_000;
+  }
+
+  /** Closes kept connections. */
+  close(): void {
+    this.transport?.http.close();
+    this.transport = undefined;
+  }
+
+  /** The connection pool for the current TLS material. */
+  private http(): HttpTransport {
+    const source = this.options.tls;
+    const current = typeof source === 'function' ? source() : { generation: 0, tls: source };
+    if (!this.transport || this.transport.generation !== current.generation) {
+      this.transport?.http.close();
+      this.transport = { generation: current.generation, http: new HttpTransport(this.base, current.tls) };
+    }
+    return this.transport.http;
   }
 
   async call<T>(method: string, path: string, body?: unknown, options: CallOptions = {}): Promise<T> {
@@ -64,19 +89,19 @@ export class JsonHttpClient {
     const response = await this.send(method, path, body, signal);
     if (!response.ok || !response.body) throw await this.errorOf(response);
     try {
-      yield* readJsonLines(response.body as unknown as AsyncIterable<Uint8Array>);
+      yield* readJsonLines(response.body);
     } catch (err) {
       throw this.unreachable(err);
     }
   }
 
-  private async send(method: string, path: string, body: unknown, signal: AbortSignal | undefined): Promise<Response> {
+  private async send(method: string, path: string, body: unknown, signal: AbortSignal | undefined): Promise<TransportResponse> {
     const attempt = () =>
-      fetch(this.base + path, {
+      this.http().request(path, {
         method,
         headers: { ...this.options.headers?.(), authorization: `Bearer ${this.options.token}`, 'content-type': 'application/json' },
-        body: body === undefined ? undefined : JSON.stringify(body),
-        signal,
+        ...(body === undefined ? {} : { body: JSON.stringify(body) }),
+        ...(signal ? { signal } : {}),
       });
     try {
       return await attempt();
@@ -94,7 +119,7 @@ export class JsonHttpClient {
     }
   }
 
-  private async errorOf(response: Response): Promise<MotusError> {
+  private async errorOf(response: TransportResponse): Promise<MotusError> {
     const text = await response.text().catch(() => '');
     try {
       const error = (JSON.parse(text) as { error?: MotusErrorJSON } | null)?.error;
@@ -110,12 +135,20 @@ export class JsonHttpClient {
   }
 
   private unreachable(err: unknown): MotusError {
+    if (err instanceof TlsRefusal) {
+      return new MotusError(
+        'MOTUS_E_TLS',
+        `${this.options.peer} at ${this.base} is not trusted: ${err.message}${this.options.peer.includes('server') ? '; give the site CA (--ca FILE or MOTUS_CA, the ca.pem motusd writes into its state folder)' : ''}`,
+        { ...this.options.details, url: this.base },
+        { cause: err },
+      );
+    }
     const cause = err instanceof Error ? (err.cause instanceof Error ? err.cause.message : err.message) : String(err);
     return new MotusError('MOTUS_E_AGENT_UNREACHABLE', `cannot reach ${this.options.peer} at ${this.base}: ${cause}`, { ...this.options.details, url: this.base }, { cause: err });
   }
 }
 
 function socketClosedEarly(err: unknown): boolean {
-  const cause = (err as { cause?: { code?: string } } | undefined)?.cause;
-  return cause?.code === 'UND_ERR_SOCKET';
+  const codes = [(err as { code?: string } | undefined)?.code, (err as { cause?: { code?: string } } | undefined)?.cause?.code];
+  return codes.some((code) => code === 'ECONNRESET' || code === 'UND_ERR_SOCKET');
 }

@@ -1,5 +1,6 @@
 import type { AuditEvent, HostEvent, MigrationEvent, VmEvent } from '../events.js';
 import type { HostInfo, MigrationRequest, MigrationSummary, VmInfo, VmSpec } from '../model.js';
+import type { CaInfo, CaRotation } from './ca-model.js';
 import { JsonHttpClient } from './json-http-client.js';
 import type { HostNetworkStats, NetCaptureRequest, NetCaptureResult } from '../contracts/network.js';
 import type {
@@ -18,9 +19,15 @@ import type {
 import type { BalancePlan, ClusterInfo, EvacuationInfo, HostHealth, HostMetricsSample, Ranking } from './placement-model.js';
 
 export interface MotusClientOptions {
-  /** Server URL, e.g. http://127.0.0.1:7300 */
+  /** Server URL, e.g. https://127.0.0.1:7300 */
   url: string;
   token: string;
+  /**
+   * PEM bundle of the site CA (motusd writes it into client.json and ca.pem).
+   * Without it an https URL is checked against the system's CAs, which do not
+   * know a site's own CA.
+   */
+  ca?: string;
   /** Per-request timeout for non-streaming calls. */
   timeoutMs?: number;
 }
@@ -32,7 +39,23 @@ export class MotusClient {
   private readonly http: JsonHttpClient;
 
   constructor(options: MotusClientOptions) {
-    this.http = new JsonHttpClient({ ...options, peer: 'the Motus server', badAnswerCode: 'MOTUS_E_INTERNAL' });
+    const { ca, ...rest } = options;
+    this.http = new JsonHttpClient({ ...rest, ...(ca ? { tls: { ca } } : {}), peer: 'the Motus server', badAnswerCode: 'MOTUS_E_INTERNAL' });
+  }
+
+  /** Closes idle connections to the server (a client kept for the life of a process need not). */
+  close(): void {
+    this.http.close();
+  }
+
+  /** The site CA (generation, fingerprint, validity). */
+  ca(): Promise<CaInfo> {
+    return this.call('GET', '/v1/ca');
+  }
+
+  /** A new site CA; every connected host gets a new certificate (admin). */
+  rotateCa(): Promise<CaRotation> {
+    return this.call('POST', '/v1/ca/rotate', {});
   }
 
   hosts(): Promise<HostInfo[]> {

@@ -17,6 +17,8 @@ export interface HypervisorFacts {
    * Absent: the driver does not say (assume none of the optional ones).
    */
   migrationFeatures?: MigrationFeatures;
+  /** Whether this hypervisor can carry migration streams over TLS (MigrationTls). */
+  migrationTls?: boolean;
 }
 
 export type MigrationFeature = 'auto-converge' | 'xbzrle' | 'multifd' | 'postcopy' | 'dirty-limit';
@@ -25,6 +27,20 @@ export interface MigrationFeatures {
   available: MigrationFeature[];
   /** Why each unavailable feature is unavailable. */
   unavailable: Partial<Record<MigrationFeature, string>>;
+}
+
+/**
+ * x509 credentials for an encrypted migration stream, in the layout QEMU's
+ * tls-creds-x509 object reads: `ca-cert.pem` (the site CA bundle),
+ * `server-cert.pem`/`server-key.pem` (presented when receiving) and
+ * `client-cert.pem`/`client-key.pem` (presented when sending). Both ends check the
+ * other's certificate against the CA.
+ */
+export interface MigrationTls {
+  /** Folder holding the five files; read when the migration starts. */
+  credentialsDir: string;
+  /** Sending side: the name the receiver's certificate must carry (its host name). */
+  peerName?: string;
 }
 
 export interface LaunchOptions {
@@ -116,11 +132,16 @@ export interface VmHandle {
   /**
    * Destination side: listen for the migration stream (VM launched with incoming).
    * `tuning` carries what both ends must agree on before the stream starts
-   * (multifd channels, postcopy). Returns the URI the source sends to.
+   * (multifd channels, postcopy); `tls` encrypts it with the host's credentials.
+   * Returns the URI the source sends to.
    */
-  listenForMigration(address: string, port: number, tuning?: MigrationTuning): Promise<string>;
-  /** Source side: apply tuning and start sending to `uri`. Resolves once the hypervisor accepted the command. */
-  startMigration(uri: string, tuning?: MigrationTuning): Promise<void>;
+  listenForMigration(address: string, port: number, tuning?: MigrationTuning, tls?: MigrationTls): Promise<string>;
+  /**
+   * Source side: apply tuning and start sending to `uri`. Resolves once the hypervisor
+   * accepted the command. With `tls` the stream is encrypted and the receiver must
+   * prove it is `tls.peerName`; without it any earlier TLS setting is cleared.
+   */
+  startMigration(uri: string, tuning?: MigrationTuning, tls?: MigrationTls): Promise<void>;
   /** Change tuning while a migration runs (bandwidth, downtime limit, throttle levels, cache size, dirty limit). */
   tuneMigration(tuning: MigrationTuning): Promise<void>;
   /** Switch a running pre-copy armed with `postcopy` to post-copy (QEMU: migrate-start-postcopy). */

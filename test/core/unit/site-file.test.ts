@@ -18,7 +18,8 @@ describe('site file', () => {
     const site = parseSite('hosts:\n  - name: host-a\n');
     expect(site.site).to.equal('motus');
     expect(site.server.listen).to.equal('127.0.0.1:0');
-    expect(site.hosts[0]).to.deep.equal({ name: 'host-a', listen: '127.0.0.1:0', migrationAddress: '127.0.0.1', migrationNetwork: 'default', sysRoot: '/sys' });
+    expect(site.hosts[0]).to.deep.equal({ name: 'host-a', listen: '127.0.0.1:0', migrationAddress: '127.0.0.1', migrationNetwork: 'default', sysRoot: '/sys', migrationTls: true });
+    expect(site.server.authFailures).to.deep.equal({ maxFailures: 20, windowSeconds: 60 });
     expect(site.tasks).to.deep.equal({ maxPerHost: 8, maxPerDatastore: 128, highPriorityBurst: 4, missedRunGraceSeconds: 3600 });
     expect(site.networks).to.deep.equal([]);
     expect(site.datastores).to.deep.equal([]);
@@ -29,6 +30,7 @@ describe('site file', () => {
       timeoutBaseSeconds: 120,
       timeoutSecondsPerGiB: 240,
       switchoverWaitSeconds: 30,
+      encryption: 'opportunistic',
       convergence: { switchoverTargetMs: 100, switchoverStepFactor: 1.5, throttleStepPct: 20, throttleMaxPct: 99, xbzrle: 'auto', multifd: 'auto', postcopy: false },
     });
   });

@@ -1,7 +1,7 @@
 import { createHash } from 'node:crypto';
 import type Database from 'better-sqlite3';
 import { Subject } from 'rxjs';
-import { MotusError, type AuditQuery, type AuditRecord, type AuditVerification } from '@motus/sdk';
+import { MotusError, redact, type AuditQuery, type AuditRecord, type AuditVerification } from '@motus/sdk';
 
 const SCHEMA = `
 CREATE TABLE IF NOT EXISTS audit (
@@ -87,7 +87,8 @@ export class AuditTrail {
   private readonly db: Database.Database;
 
   append(entry: AuditEntry): AuditRecord {
-    const record = { seq: this.head.seq + 1, at: new Date().toISOString(), ...stripUndefined(entry), prevHash: this.head.hash } as AuditRecord;
+    // Secrets never enter the trail: a record cannot be edited afterwards without breaking the chain.
+    const record = { seq: this.head.seq + 1, at: new Date().toISOString(), ...stripUndefined(redact(entry)), prevHash: this.head.hash } as AuditRecord;
     record.hash = recordHash(record);
     this.appendTx(toRow(record));
     this.head = { seq: record.seq, hash: record.hash };

@@ -1,6 +1,6 @@
 import { createHash, randomBytes, timingSafeEqual } from 'node:crypto';
 import type Database from 'better-sqlite3';
-import { MotusError, type NewToken, type Role, type TokenInfo, type UserInfo } from '@motus/sdk';
+import { MotusError, registerSecret, type NewToken, type Role, type TokenInfo, type UserInfo } from '@motus/sdk';
 import type { Principal } from './roles.js';
 
 const SCHEMA = `
@@ -103,6 +103,7 @@ export class IdentityStore {
   createToken(user: string, label: string): NewToken {
     if (!this.user(user)) throw new MotusError('MOTUS_E_NOT_FOUND', `no user named ${user}`, { user });
     const token = `mt_${randomBytes(32).toString('base64url')}`;
+    registerSecret(token);
     const id = newId('t');
     this.stmts.addToken.run(id, user, hashToken(token), label, now());
     return { ...this.token(id)!, token };
