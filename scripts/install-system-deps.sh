@@ -17,6 +17,7 @@ packages=(
   nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils  # NFS server and reference client
   tshark vde2 iproute2 util-linux               # dissector, reference switch, namespaces, setpriv
   chromium                                      # the web console's browser tests (driven by playwright-core)
+  openssl                                       # the site CA signs certificates with it
 )
 SUDO=""
 [ "$(id -u)" -eq 0 ] || SUDO="sudo"

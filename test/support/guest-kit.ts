@@ -34,6 +34,12 @@ export interface GuestKitCmdlineOptions {
   wholePages?: boolean;
   /** Heartbeat period, ms (200 by default); 10 makes the guest-observed pause measurable to ~10 ms. */
   heartbeatMs?: number;
+  /**
+   * A string (letters, digits, - and _, at most 64) the dirtier writes at the start
+   * of every page of its working set, again at every dirtying write (motus.marker):
+   * a capture of a plaintext migration stream shows it.
+   */
+  marker?: string;
   /** More `motus.<name>=<args>` parameters, for workloads this helper has no option for yet. */
   extra?: string[];
 }
@@ -94,6 +100,11 @@ export function guestKit(): GuestKit {
         const burst = opts.burst ? `:${positiveInteger('burst.onMs', opts.burst.onMs)}:${positiveInteger('burst.offMs', opts.burst.offMs)}` : '';
         const ws = positiveInteger('workingSetMiB', opts.workingSetMiB ?? DEFAULT_WORKING_SET_MIB);
         if (opts.wholePages && opts.burst) throw new Error('guest kit: wholePages and burst do not combine (motus.scribble has no burst)');
+        if (opts.marker !== undefined) {
+          if (!/^[A-Za-z0-9_-]{1,64}$/.test(opts.marker)) throw new Error(`guest kit: marker '${opts.marker}' must be 1 to 64 letters, digits, - or _`);
+          // Before the dirtier: /init reads the parameters in order.
+          parts.push(`motus.marker=${opts.marker}`);
+        }
         parts.push(opts.wholePages ? `motus.scribble=${rate}:${ws}` : `motus.dirty=${rate}:${ws}${burst}`);
       }
       if (opts.heartbeatMs !== undefined) parts.push(`motus.hb=${positiveInteger('heartbeatMs', opts.heartbeatMs)}`);

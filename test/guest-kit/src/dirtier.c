@@ -2,7 +2,12 @@
  * motus-dirtier: dirties guest memory at a set rate, so migration tests can put
  * a known load on pre-copy convergence.
  *
- * Usage: motus-dirtier <rate MiB/s> <working set MiB> [<on ms> <off ms>]
+ * Usage: motus-dirtier [-w] [-m <marker>] <rate MiB/s> <working set MiB> [<on ms> <off ms>]
+ *
+ * With -m, every page of the working set starts with the marker (letters, digits,
+ * '-' and '_', at most 64) and every dirtying write puts it back, so each page a
+ * migration sends carries it: a capture of the stream shows it when the stream is
+ * plaintext, and must not when it is encrypted.
  *
  * With -w first, it rewrites each page whole with fresh pseudo-random bytes instead
  * of one word (a page cache refill, a compaction): re-sent pages then do not
@@ -100,6 +105,18 @@ int main(int argc, char **argv)
         argv++;
         argc--;
     }
+    const char *marker = NULL;
+    size_t marker_len = 0;
+    if (argc > 2 && strcmp(argv[1], "-m") == 0) {
+        marker = argv[2];
+        marker_len = strlen(marker);
+        argv += 2;
+        argc -= 2;
+        if (marker_len == 0 || marker_len > 64 || strspn(marker, "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_") != marker_len) {
+            say("MOTUS-ERROR workload=dirty reason=marker-must-be-1-to-64-letters-digits-dash-underscore\n");
+            return 2;
+        }
+    }
     if ((argc != 3 && argc != 5) || parse_mib(argv[1], &rate_mib) != 0 || parse_mib(argv[2], &ws_mib) != 0 ||
         (argc == 5 && (parse_mib(argv[3], &on_ms) != 0 || parse_mib(argv[4], &off_ms) != 0))) {
         say("MOTUS-ERROR workload=dirty reason=usage:motus-dirtier_<rate_MiB/s>_<working_set_MiB>_[<on_ms>_<off_ms>](all>0)\n");
@@ -130,6 +147,9 @@ int main(int argc, char **argv)
     uint64_t seed = 0x9e3779b97f4a7c15ULL ^ (uint64_t)now_ns();
     for (size_t i = 0; i < bytes / sizeof(uint64_t); i++)
         ((uint64_t *)ws)[i] = next_random(&seed);
+    if (marker)
+        for (size_t p = 0; p < bytes / PAGE; p++)
+            memcpy(ws + p * PAGE, marker, marker_len);
 
     if (on_ms != 0)
         say("MOTUS-DIRTIER rate=%lu ws=%lu burst=%lu/%lu%s\n", rate_mib, ws_mib, on_ms, off_ms, whole ? " whole" : "");
@@ -179,6 +199,9 @@ int main(int argc, char **argv)
                 volatile uint64_t *word = (volatile uint64_t *)(ws + page * PAGE) + (pass % (PAGE / sizeof(uint64_t)));
                 *word = next_random(&seed);
             }
+            /* The write may have landed on the marker: put it back. */
+            if (marker)
+                memcpy(ws + page * PAGE, marker, marker_len);
             if (++page == pages) {
                 page = 0;
                 pass++;
