@@ -27,7 +27,7 @@ export const IncomingOrderSchema = z
 
 export const MigrateOrderSchema = z
   .object({
-    uri: z.string().regex(/^(tcp|unix|rdma):\S+$/, 'a migration URI such as tcp:127.0.0.1:4444'),
+    uri: z.string().max(1024).regex(/^[a-z][a-z0-9+.-]*:\S+$/, 'a migration URI such as tcp:127.0.0.1:4444'),
     tuning: TuningSchema.default({}),
     migrationId,
     /** Send over TLS, checking that the destination's certificate names this host. */
