@@ -58,7 +58,8 @@ export async function startSite(siteYaml: string, env: Record<string, string> = 
     await stop();
     throw err;
   }
-  const client = new MotusClient(JSON.parse(readFileSync(join(dir.path, 'client.json'), 'utf8')) as { url: string; token: string });
+  // client.json carries the URL (https), the first admin's token and the site CA to trust.
+  const client = new MotusClient(JSON.parse(readFileSync(join(dir.path, 'client.json'), 'utf8')) as { url: string; token: string; ca: string });
   const agentPids = new Map([...out.matchAll(/started agent (\S+) \(pid (\d+)\)/g)].map((m) => [m[1]!, Number(m[2])]));
   return {
     stateDir: dir.path,

@@ -1,4 +1,4 @@
-import { request as httpRequest, Agent as HttpAgent, type IncomingMessage } from 'node:http';
+import { request as httpRequest, Agent as HttpAgent, type IncomingHttpHeaders, type IncomingMessage } from 'node:http';
 import { request as httpsRequest, Agent as HttpsAgent } from 'node:https';
 import type { PeerCertificate } from 'node:tls';
 
@@ -24,6 +24,7 @@ export interface ClientTls {
 export interface TransportResponse {
   status: number;
   ok: boolean;
+  headers: IncomingHttpHeaders;
   text(): Promise<string>;
   /** The body as it arrives (NDJSON streams). */
   body: AsyncIterable<Uint8Array>;
@@ -97,6 +98,7 @@ export class HttpTransport {
         resolve({
           status: res.statusCode ?? 0,
           ok: (res.statusCode ?? 0) >= 200 && (res.statusCode ?? 0) < 300,
+          headers: res.headers,
           body: res,
           text: async () => {
             const chunks: Buffer[] = [];

@@ -2,7 +2,7 @@ import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
-import { MotusClient, type VmSpec } from '@motus/sdk';
+import { HttpTransport, MotusClient, type VmSpec } from '@motus/sdk';
 import { guestKit, parseExposition, requireCommand, startSite, valueOf, waitFor, type TestSite } from '../../support/index.js';
 import { artefactsDir, launchChromium } from '../../support/browser.js';
 
@@ -19,11 +19,20 @@ function spec(): VmSpec {
   };
 }
 
+/** The site CA (from client.json): the server answers HTTPS. */
+let siteCa = '';
+
 async function scrape(url: string, token: string, path: string): Promise<ReturnType<typeof parseExposition>> {
-  const response = await fetch(url + path, { headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(15_000) });
-  expect(response.status, path).to.equal(200);
-  expect(response.headers.get('content-type')).to.match(/^text\/plain; version=0\.0\.4/);
-  return parseExposition(await response.text());
+  // The site answers HTTPS with its own CA (client.json carries it).
+  const transport = new HttpTransport(url, { ca: siteCa });
+  try {
+    const response = await transport.request(path, { method: 'GET', headers: { authorization: `Bearer ${token}` }, signal: AbortSignal.timeout(15_000) });
+    expect(response.status, path).to.equal(200);
+    expect(response.headers['content-type']).to.match(/^text\/plain; version=0\.0\.4/);
+    return parseExposition(await response.text());
+  } finally {
+    transport.close();
+  }
 }
 
 async function signIn(page: Page, url: string, token: string): Promise<void> {
@@ -59,7 +68,7 @@ hosts:
 plugins:
   - package: '@motus/hv-qemu'
 `, { MOTUS_LOG_LEVEL: 'info' });
-    ({ url, token: adminToken } = JSON.parse(readFileSync(join(site.stateDir, 'client.json'), 'utf8')) as { url: string; token: string });
+    ({ url, token: adminToken, ca: siteCa } = JSON.parse(readFileSync(join(site.stateDir, 'client.json'), 'utf8')) as { url: string; token: string; ca: string });
     await site.client.addUser('vera', 'viewer');
     viewerToken = (await site.client.createToken('vera', 'console test')).token;
     await site.client.startVm(spec(), 'host-a');
@@ -220,7 +229,7 @@ plugins:
     expect(refused.status).to.equal(403);
     expect(refused.body.error.code).to.equal('MOTUS_E_FORBIDDEN');
     expect((await site.client.vms()).find((v) => v.name === VM)?.host).to.equal('host-b');
-    const viewer = new MotusClient({ url, token: viewerToken });
+    const viewer = new MotusClient({ url, token: viewerToken, ca: siteCa });
     expect((await viewer.migrations()).filter((m) => m.vm === VM)).to.have.length(1);
     await page.close();
   });

@@ -63,11 +63,11 @@ hosts:
   - name: host-b
     memoryMiB: 3072
 `);
-    const { url } = JSON.parse(readFileSync(join(site.stateDir, 'client.json'), 'utf8')) as { url: string };
+    const { url, ca } = JSON.parse(readFileSync(join(site.stateDir, 'client.json'), 'utf8')) as { url: string; ca: string };
     await site.client.addUser('olga', 'operator');
     await site.client.addUser('vera', 'viewer');
-    olga = new MotusClient({ url, token: (await site.client.createToken('olga')).token });
-    vera = new MotusClient({ url, token: (await site.client.createToken('vera')).token });
+    olga = new MotusClient({ url, ca, token: (await site.client.createToken('olga')).token });
+    vera = new MotusClient({ url, ca, token: (await site.client.createToken('vera')).token });
   });
 
   after(async () => {
@@ -230,7 +230,7 @@ describe('server restart with tasks queued and one running (motusd server + agen
     const child = start(['server', '--state', statePath, '--site', sitePath], 'server');
     const file = await waitFor('the server to write client.json', () => {
       if (child.exitCode !== null) throw new Error('motusd server exited');
-      return existsSync(join(statePath, 'client.json')) ? (JSON.parse(readFileSync(join(statePath, 'client.json'), 'utf8')) as { url: string; token: string }) : undefined;
+      return existsSync(join(statePath, 'client.json')) ? (JSON.parse(readFileSync(join(statePath, 'client.json'), 'utf8')) as { url: string; token: string; ca: string }) : undefined;
     }, 60_000);
     return { child, client: new MotusClient(file) };
   }
@@ -256,7 +256,7 @@ describe('server restart with tasks queued and one running (motusd server + agen
       const state = join(dir.path, 'agents', host);
       mkdirSync(state, { recursive: true });
       const { url } = JSON.parse(readFileSync(join(serverState, 'client.json'), 'utf8')) as { url: string };
-      agents.push(start(['agent', '--name', host, '--state', state, '--site', sitePath, '--server', url, '--agent-token-file', join(serverState, 'agent-token')], host));
+      agents.push(start(['agent', '--name', host, '--state', state, '--site', sitePath, '--server', url, '--agent-token-file', join(serverState, 'agent-token'), '--ca', join(serverState, 'ca.pem')], host));
     }
     await waitFor('both agents to register', async () => ((await server.client.hosts()).length === 2 ? true : undefined), 60_000, 200);
     const names = ['rs0', 'rs1', 'rs2'];
