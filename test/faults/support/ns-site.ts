@@ -78,7 +78,7 @@ placement:
     server = child;
     const file = await waitFor('the server to write client.json', () => {
       if (child.exitCode !== null) throw new Error(`motusd server exited: ${readFileSync(join(dir.path, 'server.out'), 'utf8')}`);
-      return existsSync(join(serverDir, 'client.json')) ? (JSON.parse(readFileSync(join(serverDir, 'client.json'), 'utf8')) as { url: string; token: string }) : undefined;
+      return existsSync(join(serverDir, 'client.json')) ? (JSON.parse(readFileSync(join(serverDir, 'client.json'), 'utf8')) as { url: string; token: string; ca: string }) : undefined;
     }, 60_000, 100);
     client = new MotusClient(file);
   };
@@ -88,7 +88,7 @@ placement:
     const out = join(dir.path, `${host}.out`);
     const listening = () => (existsSync(out) ? readFileSync(out, 'utf8').split(`Motus agent ${host} listening`).length - 1 : 0);
     const before = listening();
-    const child = spawnLogged('ip', ['netns', 'exec', h.ns, process.execPath, motusd, 'agent', '--name', host, '--state', state, '--site', sitePath, '--server', `http://${BRIDGE_ADDRESS}:${port}`, '--agent-token-file', join(serverDir, 'agent-token')], `${host}.out`);
+    const child = spawnLogged('ip', ['netns', 'exec', h.ns, process.execPath, motusd, 'agent', '--name', host, '--state', state, '--site', sitePath, '--server', `https://${BRIDGE_ADDRESS}:${port}`, '--agent-token-file', join(serverDir, 'agent-token'), '--ca', join(serverDir, 'ca.pem')], `${host}.out`);
     agents.set(host, child);
     // Until this agent has registered, the server may still take the killed one for alive.
     await waitFor(`agent ${host} to start`, () => {
