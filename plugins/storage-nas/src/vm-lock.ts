@@ -288,7 +288,9 @@ export class NfsLockManager {
         try {
           await this.client.remove(path);
         } catch (err) {
-          if (!isNasError(err, 'MOTUS_E_NFS_NOT_FOUND')) throw err;
+          // Gone already, or replaced between our lookup and our REMOVE (a stale
+          // handle): another contender got there first; the exclusive create decides.
+          if (!isNasError(err, 'MOTUS_E_NFS_NOT_FOUND') && !isNasError(err, 'MOTUS_E_NFS_STALE')) throw err;
         }
       }
     }

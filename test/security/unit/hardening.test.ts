@@ -47,10 +47,10 @@ describe('security: redaction layer', () => {
     expect(redact({ error: { message: 'CHAP with s3cret-value-42 refused' } })).to.deep.equal({ error: { message: `CHAP with ${REDACTED} refused` } });
   });
 
-  it('writes log lines through the redaction layer', () => {
+  it('writes log lines through the redaction layer (at error level, which every MOTUS_LOG_LEVEL prints)', () => {
     const lines: string[] = [];
     registerSecret('log-secret-777');
-    createLogger({}, { write: (l) => lines.push(l) }).warn('login with log-secret-777', { chap: { secret: 'x' }, token: 'id-1' });
+    createLogger({}, { write: (l) => lines.push(l) }).error('login with log-secret-777', { chap: { secret: 'x' }, token: 'id-1' });
     expect(lines.join('')).not.to.include('log-secret-777');
     expect(JSON.parse(lines[0]!).chap.secret).to.equal(REDACTED);
   });

@@ -286,8 +286,14 @@ describe('iSCSI initiator against a real tgt target', function () {
     let armed = false;
     const s = await open({
       targetIqn: PLAIN, reconnectTimeoutMs: 20000, reconnectDelayMs: 200, commandTimeoutMs: 30000, lun: { maxTransferBytes: 256 * 1024 },
-      // Kill at the first completed WRITE, while the others are in flight.
-      tap: (dir, f) => { if (armed && dir === 'in' && (f[0]! & 0x3f) === 0x21) firstWriteDone(); },
+      // Kill at the first completed WRITE, while the others are in flight: the signal goes
+      // out from the tap itself, so a fast target cannot finish the whole write first.
+      tap: (dir, f) => {
+        if (!armed || dir !== 'in' || (f[0]! & 0x3f) !== 0x21) return;
+        armed = false;
+        if (tgt.pid !== undefined) process.kill(tgt.pid, 'SIGKILL');
+        firstWriteDone();
+      },
     });
     const lun = s.lun(1);
     await lun.capacity();
