@@ -192,8 +192,17 @@ plugins:
     await page.click('form.filters button[type=submit]');
     await page.waitForSelector(`tr[data-task="${id}"]:has-text("migration.completed")`);
     expect(await page.textContent('[data-field=verification]')).to.contain('chain verified');
-    const rowTexts = await page.locator('tr[data-audit]').allTextContents();
-    expect(rowTexts.length).to.be.greaterThan(2);
+    // The unfiltered table shown on arrival may still be on screen when the completed row
+    // first matches; the filtered one replaces it when the server's answer arrives.
+    const rowTexts = await waitFor(
+      'the audit table to show only the filtered VM',
+      async () => {
+        const texts = await page.locator('tr[data-audit]').allTextContents();
+        return texts.length > 2 && texts.every((text) => text.includes(VM)) ? texts : undefined;
+      },
+      30_000,
+      200,
+    );
     for (const text of rowTexts) expect(text).to.contain(VM);
     await page.screenshot({ path: join(shots, 'audit.png') });
     expect(offSite, 'requests to anything but the site').to.deep.equal([]);

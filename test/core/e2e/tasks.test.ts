@@ -280,7 +280,12 @@ describe('server restart with tasks queued and one running (motusd server + agen
     process.kill(server.child.pid!, 'SIGKILL');
     await waitFor('the server to die', () => (alive(server.child.pid!) ? undefined : true), 10_000);
     expect(agents.every((a) => alive(a.pid!)), 'agents outlive the server').to.equal(true);
-    expect((await Promise.all(names.map(qemuPidsOf))).flat().length).to.equal(qemuBefore.flat().length);
+    // Every guest still runs. rs0's source may already have cancelled its migration
+    // (fencing rule S1: a source whose server stops following it settles through its
+    // lease and resumes), which ends the destination's copy; nothing new is started.
+    const qemuAfterKill = await Promise.all(names.map(qemuPidsOf));
+    for (const [i, pids] of qemuAfterKill.entries()) expect(pids.length, `${names[i]} still runs`).to.be.at.least(1);
+    expect(qemuAfterKill.flat().length).to.be.at.most(qemuBefore.flat().length);
 
     server = await startServer(serverState, sitePath);
     const afterRestart = await server.client.tasks();
