@@ -42,7 +42,7 @@ export { HealthPolicySchema } from './site/placement-schema.js';
 export { JsonHttpServer, MAX_BODY_BYTES, type ServerTls, type PeerIdentity } from './http/http-server.js';
 export { AuthFailureLimiter, DEFAULT_AUTH_FAILURE_LIMITS, type AuthFailureLimits } from './http/auth-failure-limiter.js';
 export { decideEncryption, type EncryptionPolicy } from './server/migration-encryption.js';
-export { SiteCa, altNamesOf, certificateRequest, describeCertificate, type CaInfo } from './security/site-ca.js';
+export { SiteCa, altNamesOf, certificateRequest, describeCertificate } from './security/site-ca.js';
 export { HostCredentials } from './security/host-credentials.js';
 export { ServerTlsManager, SERVER_IDENTITY } from './security/server-tls.js';
 export { serverOnly } from './agent/agent-api.js';

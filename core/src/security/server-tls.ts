@@ -1,10 +1,10 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
-import type { Logger } from '@motus/sdk';
+import type { CaInfo, Logger } from '@motus/sdk';
 import type { AgentClientTls } from '../agent/http-host-link.js';
 import type { ServerTls } from '../http/http-server.js';
 import { writePrivateFile } from '../kernel/private-files.js';
-import { SiteCa, type CaInfo } from './site-ca.js';
+import { SiteCa } from './site-ca.js';
 
 /** The server's certificate is named like this (CN) with role `server` (OU): agents take orders only from it. */
 export const SERVER_IDENTITY = 'motusd';

@@ -2,7 +2,7 @@ import { X509Certificate, randomBytes } from 'node:crypto';
 import { existsSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { join } from 'node:path';
-import { MotusError, type Logger } from '@motus/sdk';
+import { MotusError, type CaInfo, type CertificateInfo, type Logger } from '@motus/sdk';
 import { newPrivateKey, openssl, OPENSSL_CONFIG, subject } from './openssl.js';
 import { privateDir, writePrivateFile } from '../kernel/private-files.js';
 import { pemBlocks, scratchDir } from './pem-files.js';
@@ -15,19 +15,6 @@ export interface CertificateRequestFor {
   name: string;
   role: PeerRole;
   altNames: string[];
-}
-
-export interface CertificateInfo {
-  subject: string;
-  fingerprint256: string;
-  notBefore: string;
-  notAfter: string;
-}
-
-export interface CaInfo extends CertificateInfo {
-  generation: number;
-  /** The CA this one replaced: still trusted until the next rotation, so hosts that were away can come back. */
-  previous?: CertificateInfo;
 }
 
 const CA_DAYS = 3650;
