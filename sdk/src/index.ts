@@ -16,3 +16,4 @@ export * from './platform.js';
 export * from './client/index.js';
 export * from './scsi/index.js';
 export * from './qmp/index.js';
+export * from './storage/lease-set.js';

@@ -5,7 +5,10 @@
  * the multipath map of the LUN named by the disk's WWN), and the ownership of
  * the LUNs as the StorageProvider lease (lun-lease.ts over sg_persist).
  */
-import { MotusError, keyHex, reservationKey, type DatastoreInfo, type DiskSpec, type Logger, type PersistentReservationDevice, type StorageMetrics, type StorageProvider } from '@motus/sdk';
+import {
+  LeaseSet, MotusError, keepRecent, keyHex, reservationKey, roundMs,
+  type DatastoreInfo, type DiskLeaseFacts, type DiskLeaseLoss, type DiskLeaseRelease, type DiskSpec, type Logger, type PersistentReservationDevice, type StorageMetrics, type StorageProvider,
+} from '@motus/sdk';
 import { rootFor, type FcDatastoreConfig, type FcPluginConfig } from './config.js';
 import { discoverFc, type FcInventory, type FcRoots } from './discovery.js';
 import { locateDisk, type DiskLocation } from './disk-path.js';
@@ -63,19 +66,13 @@ export interface FcDatastoreFacts {
   luns: Array<{ wwn: string; visible: boolean; usable: boolean; reason?: string; lunNumbers: number[]; activePaths: number; device?: string }>;
 }
 
-export interface FcLeaseFacts {
-  vm: string;
-  disk: string;
-  datastore: string;
+export interface FcLeaseFacts extends DiskLeaseFacts {
   wwn: string;
   device: string;
-  since: string;
   /** Whether the array enforces it (a persistent reservation is held); the reason when not. */
   enforced: boolean;
   unenforcedReason?: string;
   paths: string[];
-  acquireMs: number;
-  commands: number;
 }
 
 /** `HostInfo.plugins['@motus/storage-fc']`. */
@@ -94,8 +91,8 @@ export interface FcHostFacts {
   datastores: FcDatastoreFacts[];
   notVisible: string[];
   leases: FcLeaseFacts[];
-  releases: Array<{ vm: string; disk: string; wwn: string; at: string; ms: number; commands: number }>;
-  lost: Array<{ vm: string; disk: string; wwn: string; reason: string; at: string }>;
+  releases: Array<DiskLeaseRelease & { wwn: string }>;
+  lost: Array<DiskLeaseLoss & { wwn: string }>;
   lastRescan?: { at: string; results: RescanResult[] };
 }
 
@@ -115,8 +112,6 @@ interface Lease extends FcLeaseFacts {
   reservedVia: number;
 }
 
-const KEEP = 20;
-
 export class FcStorageProvider implements StorageProvider {
   readonly kind = 'fc';
   readonly key: bigint;
@@ -124,7 +119,7 @@ export class FcStorageProvider implements StorageProvider {
   private inventory: FcInventory | undefined;
   private keysByWwn = new Map<string, { keys?: bigint[]; error?: string }>();
   private readonly visible: FcDatastoreConfig[];
-  private readonly leases = new Map<string, Lease>();
+  private readonly leases = new LeaseSet<Lease>();
   private readonly releases: FcHostFacts['releases'] = [];
   private readonly lost: FcHostFacts['lost'] = [];
   private readonly hostsByKey = new Map<bigint, string>();
@@ -213,36 +208,21 @@ export class FcStorageProvider implements StorageProvider {
   }
 
   async acquire(vm: string, disks: readonly DiskSpec[]): Promise<void> {
-    const taken: DiskSpec[] = [];
-    try {
-      for (const disk of disks) {
-        await this.take(vm, disk);
-        taken.push(disk);
-      }
-    } catch (err) {
-      await this.release(vm, taken).catch(() => undefined);
-      throw err;
-    }
+    await this.leases.acquireAll(disks, (disk) => this.take(vm, disk), (taken) => this.release(vm, taken));
   }
 
   async release(vm: string, disks: readonly DiskSpec[]): Promise<void> {
-    const failures: unknown[] = [];
-    for (const disk of disks) {
-      const id = leaseId(vm, disk.id);
-      const lease = this.leases.get(id);
-      if (!lease) continue;
-      this.leases.delete(id);
-      if (!lease.enforced) continue;
+    await this.leases.releaseAll(vm, disks, async (lease, disk) => {
+      if (!lease.enforced) return;
       try {
         const r = await giveLun(lease.paths.map(this.prDevice), this.key, lease.reservedVia);
-        remember(this.releases, { vm, disk: disk.id, wwn: lease.wwn, at: new Date().toISOString(), ms: round(r.ms), commands: r.commands });
-        this.options.logger.info('FC LUN released', { vm, disk: disk.id, wwn: lease.wwn, ms: round(r.ms) });
+        keepRecent(this.releases, { vm, disk: disk.id, wwn: lease.wwn, at: new Date().toISOString(), ms: roundMs(r.ms), commands: r.commands });
+        this.options.logger.info('FC LUN released', { vm, disk: disk.id, wwn: lease.wwn, ms: roundMs(r.ms) });
       } catch (err) {
-        failures.push(err);
         this.options.logger.error('could not release an FC LUN; its key stays registered until this host takes and gives it again', { vm, disk: disk.id, wwn: lease.wwn, error: (err as Error).message });
+        throw err;
       }
-    }
-    if (failures.length > 0) throw failures[0];
+    });
   }
 
   facts(): FcHostFacts {
@@ -261,7 +241,7 @@ export class FcStorageProvider implements StorageProvider {
       problems: inv?.problems ?? ['not scanned yet'],
       datastores: this.datastoreFacts(),
       notVisible: this.options.config.datastores.filter((d) => !this.visible.includes(d)).map((d) => d.name),
-      leases: [...this.leases.values()].map(({ reservedVia: _r, ...l }) => ({ ...l })),
+      leases: this.leases.values().map(({ reservedVia: _r, ...l }) => ({ ...l })),
       releases: [...this.releases],
       lost: [...this.lost],
       ...(this.lastRescan ? { lastRescan: this.lastRescan } : {}),
@@ -316,26 +296,25 @@ export class FcStorageProvider implements StorageProvider {
   }
 
   private async take(vm: string, disk: DiskSpec): Promise<void> {
-    const id = leaseId(vm, disk.id);
-    if (this.leases.has(id)) return;
+    if (this.leases.has(vm, disk.id)) return;
     const location = this.locate(disk);
     const lun = await this.usableLun(location, disk.id, vm);
     const paths = lun.paths.filter((p) => p.state === 'active' && p.devicePath).map((p) => p.devicePath!);
     const base = { vm, disk: disk.id, datastore: location.datastore, wwn: location.wwn, device: lun.device!, since: new Date().toISOString(), paths };
     const mode = this.options.config.reservations;
     if (mode === 'off') {
-      this.leases.set(id, { ...base, enforced: false, unenforcedReason: 'reservations are off in the site file', acquireMs: 0, commands: 0, reservedVia: 0 });
+      this.leases.add({ ...base, enforced: false, unenforcedReason: 'reservations are off in the site file', acquireMs: 0, commands: 0, reservedVia: 0 });
       return;
     }
     const ref: LunRef = { datastore: location.datastore, wwn: location.wwn, lunNumbers: lun.lunNumbers };
     try {
       const r = await takeLun(paths.map(this.prDevice), this.key, ref, this.ownerOf);
-      this.leases.set(id, { ...base, enforced: true, acquireMs: round(r.ms), commands: r.commands, reservedVia: r.reservedVia });
+      this.leases.add({ ...base, enforced: true, acquireMs: roundMs(r.ms), commands: r.commands, reservedVia: r.reservedVia });
       this.keysByWwn.set(location.wwn, { keys: [this.key] });
-      this.options.logger.info('FC LUN taken', { vm, disk: disk.id, wwn: location.wwn, paths: paths.length, ms: round(r.ms) });
+      this.options.logger.info('FC LUN taken', { vm, disk: disk.id, wwn: location.wwn, paths: paths.length, ms: roundMs(r.ms) });
     } catch (err) {
       if (mode === 'if-supported' && err instanceof MotusError && err.code === 'MOTUS_E_FC_NOT_SCSI') {
-        this.leases.set(id, { ...base, enforced: false, unenforcedReason: err.message, acquireMs: 0, commands: 0, reservedVia: 0 });
+        this.leases.add({ ...base, enforced: false, unenforcedReason: err.message, acquireMs: 0, commands: 0, reservedVia: 0 });
         this.options.logger.warn('FC LUN used without a reservation', { vm, disk: disk.id, wwn: location.wwn, reason: err.message });
         return;
       }
@@ -355,7 +334,7 @@ export class FcStorageProvider implements StorageProvider {
       const dev = this.prDevice(path.devicePath!);
       try {
         next.set(lun.wwn, { keys: [...new Set((await dev.readKeys()).keys)] });
-        for (const lease of [...this.leases.values()].filter((l) => l.wwn === lun.wwn && l.enforced)) {
+        for (const lease of this.leases.values().filter((l) => l.wwn === lun.wwn && l.enforced)) {
           const started = performance.now();
           const check = await checkLease(dev, this.key, this.ownerOf).catch((err: unknown) => {
             this.options.metrics?.renewal(lease.datastore, (performance.now() - started) / 1000, false);
@@ -377,8 +356,8 @@ export class FcStorageProvider implements StorageProvider {
    * unregistered nexuses now, and the array refuses them (RESERVATION CONFLICT).
    */
   private loseLease(lease: Lease, reason: string): void {
-    this.leases.delete(leaseId(lease.vm, lease.disk));
-    remember(this.lost, { vm: lease.vm, disk: lease.disk, wwn: lease.wwn, reason, at: new Date().toISOString() });
+    this.leases.delete(lease);
+    keepRecent(this.lost, { vm: lease.vm, disk: lease.disk, wwn: lease.wwn, reason, at: new Date().toISOString() });
     const err = new MotusError('MOTUS_E_FC_LEASE_LOST', `host ${this.options.host} lost LUN ${lease.wwn} of FC datastore ${lease.datastore} (disk ${lease.disk} of VM ${lease.vm}): ${reason}`, {
       host: this.options.host, vm: lease.vm, disk: lease.disk, wwn: lease.wwn,
     });
@@ -440,17 +419,4 @@ export class FcStorageProvider implements StorageProvider {
       };
     });
   }
-}
-
-function leaseId(vm: string, disk: string): string {
-  return `${vm}\0${disk}`;
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 100) / 100;
-}
-
-function remember<T>(list: T[], item: T): void {
-  list.push(item);
-  if (list.length > KEEP) list.splice(0, list.length - KEEP);
 }

@@ -5,7 +5,10 @@
  * StorageProvider the kernel calls before a VM starts, at switchover and when
  * it stops.
  */
-import { MotusError, type DatastoreInfo, type DiskSpec, type Logger, type LunView, type StorageMetrics, type StorageProvider } from '@motus/sdk';
+import {
+  LeaseSet, MotusError, keepRecent, roundMs,
+  type DatastoreInfo, type DiskLeaseFacts, type DiskLeaseLoss, type DiskLeaseRelease, type DiskSpec, type Logger, type LunView, type StorageMetrics, type StorageProvider,
+} from '@motus/sdk';
 import type { Subscription } from 'rxjs';
 import type { IscsiDatastoreConfig, IscsiPluginConfig } from './config.js';
 import { locateDisk, type DiskLocation } from './disk-url.js';
@@ -29,36 +32,20 @@ export interface IscsiDatastoreFacts {
   scannedAt?: string;
 }
 
-export interface IscsiLeaseFacts {
-  vm: string;
-  disk: string;
-  datastore: string;
+export interface IscsiLeaseFacts extends DiskLeaseFacts {
   lun: number;
   naa?: string;
   url: string;
-  since: string;
-  /** How long the take took (the destination's share of a switchover), and its commands. */
-  acquireMs: number;
-  commands: number;
 }
 
-export interface IscsiReleaseFacts {
-  vm: string;
-  disk: string;
+export interface IscsiReleaseFacts extends DiskLeaseRelease {
   datastore: string;
   lun: number;
-  at: string;
-  ms: number;
-  commands: number;
 }
 
-export interface IscsiLostFacts {
-  vm: string;
-  disk: string;
+export interface IscsiLostFacts extends DiskLeaseLoss {
   datastore: string;
   lun: number;
-  reason: string;
-  at: string;
   /** Pids of this host's processes that had the LUN open, killed. */
   fenced: number[];
 }
@@ -100,14 +87,12 @@ interface Link {
   facts: IscsiDatastoreFacts;
 }
 
-const KEEP = 20;
-
 export class IscsiStorageProvider implements StorageProvider {
   readonly kind = 'iscsi';
   readonly initiatorIqn: string;
   readonly key: bigint;
   private readonly links = new Map<string, Link>();
-  private readonly leases = new Map<string, Lease>();
+  private readonly leases = new LeaseSet<Lease>();
   private readonly releases: IscsiReleaseFacts[] = [];
   private readonly lost: IscsiLostFacts[] = [];
   private readonly timers: NodeJS.Timeout[] = [];
@@ -157,7 +142,7 @@ export class IscsiStorageProvider implements StorageProvider {
   async preemptLun(datastore: string, lunNumber: number, victim: { host: string } | { all: true }): Promise<{ before: string[]; after: string[]; removed: string[] }> {
     const link = this.links.get(datastore);
     if (!link) throw new MotusError('MOTUS_E_DATASTORE_NOT_VISIBLE', `host ${this.options.host} does not see iSCSI datastore ${datastore}`, { datastore, host: this.options.host });
-    if ([...this.leases.values()].some((l) => l.datastore === datastore && l.lun === lunNumber)) {
+    if (this.leases.values().some((l) => l.datastore === datastore && l.lun === lunNumber)) {
       throw new MotusError('MOTUS_E_INVALID_REQUEST', `host ${this.options.host} holds LUN ${lunNumber} of ${datastore} for a VM of its own; preempt from another host`, { datastore, lun: lunNumber });
     }
     const lun = (await this.sessionOf(link)).lun(lunNumber);
@@ -208,39 +193,23 @@ export class IscsiStorageProvider implements StorageProvider {
   }
 
   async acquire(vm: string, disks: readonly DiskSpec[]): Promise<void> {
-    const taken: DiskSpec[] = [];
-    try {
-      for (const disk of disks) {
-        await this.take(vm, disk);
-        taken.push(disk);
-      }
-    } catch (err) {
-      await this.release(vm, taken).catch(() => undefined);
-      throw err;
-    }
+    await this.leases.acquireAll(disks, (disk) => this.take(vm, disk), (taken) => this.release(vm, taken));
   }
 
   async release(vm: string, disks: readonly DiskSpec[]): Promise<void> {
-    const failures: unknown[] = [];
-    await Promise.all(
-      disks.map(async (disk) => {
-        const lease = this.leases.get(leaseId(vm, disk.id));
-        if (!lease) return;
-        this.leases.delete(leaseId(vm, disk.id));
-        try {
-          const session = await this.sessionOf(this.links.get(lease.datastore)!);
-          const r = await giveLun(session.lun(lease.lun), this.key);
-          remember(this.releases, { vm, disk: disk.id, datastore: lease.datastore, lun: lease.lun, at: new Date().toISOString(), ms: round(r.ms), commands: r.commands });
-          this.options.logger.info('LUN released', { vm, disk: disk.id, datastore: lease.datastore, lun: lease.lun, ms: round(r.ms) });
-        } catch (err) {
-          failures.push(err);
-          this.options.logger.error('could not release a LUN; its key stays registered until this host takes and gives it again', {
-            vm, disk: disk.id, datastore: lease.datastore, lun: lease.lun, error: (err as Error).message,
-          });
-        }
-      }),
-    );
-    if (failures.length > 0) throw failures[0];
+    await this.leases.releaseAll(vm, disks, async (lease, disk) => {
+      try {
+        const session = await this.sessionOf(this.links.get(lease.datastore)!);
+        const r = await giveLun(session.lun(lease.lun), this.key);
+        keepRecent(this.releases, { vm, disk: disk.id, datastore: lease.datastore, lun: lease.lun, at: new Date().toISOString(), ms: roundMs(r.ms), commands: r.commands });
+        this.options.logger.info('LUN released', { vm, disk: disk.id, datastore: lease.datastore, lun: lease.lun, ms: roundMs(r.ms) });
+      } catch (err) {
+        this.options.logger.error('could not release a LUN; its key stays registered until this host takes and gives it again', {
+          vm, disk: disk.id, datastore: lease.datastore, lun: lease.lun, error: (err as Error).message,
+        });
+        throw err;
+      }
+    }, { concurrently: true });
   }
 
   facts(): IscsiHostFacts {
@@ -250,7 +219,7 @@ export class IscsiStorageProvider implements StorageProvider {
       key: keyHex(this.key),
       datastores: [...this.links.values()].map((l) => l.facts),
       notVisible: this.options.config.datastores.filter((d) => !this.links.has(d.name)).map((d) => d.name),
-      leases: [...this.leases.values()].map((l) => ({ ...l })),
+      leases: this.leases.values().map((l) => ({ ...l })),
       releases: [...this.releases],
       lost: [...this.lost],
     };
@@ -279,8 +248,7 @@ export class IscsiStorageProvider implements StorageProvider {
         host: this.options.host, datastore: location.datastore, disk: disk.id, vm,
       });
     }
-    const id = leaseId(vm, disk.id);
-    if (this.leases.has(id)) return;
+    if (this.leases.has(vm, disk.id)) return;
     const session = await this.sessionOf(link).catch((err: unknown) => {
       throw new MotusError('MOTUS_E_DATASTORE_NOT_VISIBLE', `host ${this.options.host} cannot reach iSCSI datastore ${location.datastore}: ${(err as Error).message}`, {
         host: this.options.host, datastore: location.datastore, disk: disk.id, vm,
@@ -301,10 +269,10 @@ export class IscsiStorageProvider implements StorageProvider {
     });
     const lease: Lease = {
       vm, disk: disk.id, datastore: location.datastore, lun: location.lun, url: location.url,
-      since: new Date().toISOString(), acquireMs: round(r.ms), commands: r.commands,
+      since: new Date().toISOString(), acquireMs: roundMs(r.ms), commands: r.commands,
       ...(known?.naa ? { naa: known.naa } : {}),
     };
-    this.leases.set(id, lease);
+    this.leases.add(lease);
     if (known) known.keys = [keyHex(this.key)], known.owner = this.options.host;
     this.options.logger.info('LUN taken', { vm, disk: disk.id, datastore: lease.datastore, lun: lease.lun, naa: lease.naa, ms: lease.acquireMs, droppedOwnStale: r.droppedOwnStale });
   }
@@ -336,7 +304,7 @@ export class IscsiStorageProvider implements StorageProvider {
     if (this.checking || this.closed) return;
     this.checking = true;
     try {
-      for (const lease of [...this.leases.values()]) {
+      for (const lease of this.leases.values()) {
         const link = this.links.get(lease.datastore)!;
         // A reconnection's reclaim decides for its leases; a check in between would see the gap.
         if (link.reclaiming || !link.session) continue;
@@ -355,7 +323,7 @@ export class IscsiStorageProvider implements StorageProvider {
           this.options.logger.warn('could not check a LUN lease', { vm: lease.vm, disk: lease.disk, error: (err as Error).message });
           continue;
         }
-        if (!check.held && this.leases.get(leaseId(lease.vm, lease.disk)) === lease) this.loseLease(lease, check.reason);
+        if (!check.held && this.leases.get(lease.vm, lease.disk) === lease) this.loseLease(lease, check.reason);
       }
     } finally {
       this.checking = false;
@@ -372,7 +340,7 @@ export class IscsiStorageProvider implements StorageProvider {
   }
 
   private async reclaimLeases(link: Link, session: IscsiSession): Promise<void> {
-    for (const lease of [...this.leases.values()].filter((l) => l.datastore === link.config.name)) {
+    for (const lease of this.leases.values().filter((l) => l.datastore === link.config.name)) {
       try {
         const r = await reclaimLun(session.lun(lease.lun), this.key, { datastore: lease.datastore, lun: lease.lun, naa: lease.naa }, this.ownerOf);
         if (!r.held) this.loseLease(lease, r.reason);
@@ -384,9 +352,9 @@ export class IscsiStorageProvider implements StorageProvider {
   }
 
   private loseLease(lease: Lease, reason: string): void {
-    this.leases.delete(leaseId(lease.vm, lease.disk));
+    this.leases.delete(lease);
     const fenced = this.options.fence(lease.url);
-    remember(this.lost, { vm: lease.vm, disk: lease.disk, datastore: lease.datastore, lun: lease.lun, reason, at: new Date().toISOString(), fenced });
+    keepRecent(this.lost, { vm: lease.vm, disk: lease.disk, datastore: lease.datastore, lun: lease.lun, reason, at: new Date().toISOString(), fenced });
     const err = new MotusError('MOTUS_E_ISCSI_LEASE_LOST', `host ${this.options.host} lost LUN ${lease.lun} of iSCSI datastore ${lease.datastore} (disk ${lease.disk} of VM ${lease.vm}): ${reason}`, {
       host: this.options.host, vm: lease.vm, disk: lease.disk, datastore: lease.datastore, lun: lease.lun, fenced,
     });
@@ -429,7 +397,7 @@ export class IscsiStorageProvider implements StorageProvider {
           error: () => undefined,
         });
         // A new session after one was lost: tgt keeps the old session's registrations, not for this one.
-        if ([...this.leases.values()].some((l) => l.datastore === ds.name)) void this.reclaim(link, session);
+        if (this.leases.values().some((l) => l.datastore === ds.name)) void this.reclaim(link, session);
         return session;
       },
       (err: unknown) => {
@@ -487,19 +455,6 @@ export class IscsiStorageProvider implements StorageProvider {
       link.facts = { ...link.facts, accessible: false, error: (err as Error).message, scannedAt: new Date().toISOString() };
     }
   }
-}
-
-function leaseId(vm: string, disk: string): string {
-  return `${vm}\0${disk}`;
-}
-
-function round(ms: number): number {
-  return Math.round(ms * 100) / 100;
-}
-
-function remember<T>(list: T[], item: T): void {
-  list.push(item);
-  if (list.length > KEEP) list.splice(0, list.length - KEEP);
 }
 
 function withTimeout<T>(p: Promise<T>, ms: number): Promise<T> {
