@@ -3,7 +3,7 @@ import type { MigrationProgress, VmSpec } from '@motus/sdk';
 import type { QemuVm } from '@motus/hv-qemu';
 import { guestKit, heartbeatBreaks, parseGuestSerial, readSerial } from '../../support/guest-kit.js';
 import { waitFor } from '../../support/system.js';
-import { VmPool, idleSpec, isAlive, requireQemuTools } from '../support/vm-pool.js';
+import { VmPool, idleSpec, vmPoolPerTest } from '../support/vm-pool.js';
 
 const MiB = 1024 * 1024;
 
@@ -22,16 +22,7 @@ async function capabilities(vm: QemuVm): Promise<Record<string, boolean>> {
 
 describe('hv-qemu with real QEMU: the convergence knobs', function () {
   let pool: VmPool;
-
-  before(() => requireQemuTools());
-  beforeEach(() => {
-    pool = new VmPool();
-  });
-  afterEach(async () => {
-    await pool.cleanup();
-    for (const pid of pool.pids) expect(isAlive(pid), `QEMU ${pid} still runs`).to.equal(false);
-    pool.remove();
-  });
+  vmPoolPerTest((p) => (pool = p));
 
   it('migrates over two multifd channels when both ends were told before the stream started', async () => {
     const source = await pool.launch(idleSpec('mfd'));

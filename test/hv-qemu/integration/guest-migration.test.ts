@@ -3,7 +3,7 @@ import type { MigrationProgress, VmSpec } from '@motus/sdk';
 import type { QemuVm } from '@motus/hv-qemu';
 import { guestKit, heartbeatBreaks, parseGuestSerial, readSerial, type GuestSerial } from '../../support/guest-kit.js';
 import { waitFor } from '../../support/system.js';
-import { VmPool, isAlive, requireQemuTools } from '../support/vm-pool.js';
+import { VmPool, vmPoolPerTest } from '../support/vm-pool.js';
 
 const BOOT_TIMEOUT_MS = 90_000;
 
@@ -18,20 +18,9 @@ function serialOf(vm: QemuVm): GuestSerial {
 
 describe('hv-qemu with real QEMU: migrating a real Linux guest (guest kit)', function () {
   let pool: VmPool;
-
-  before(() => {
-    requireQemuTools();
-    // Fails, saying how to build the kit, when it is missing.
-    guestKit();
-  });
-  beforeEach(() => {
-    pool = new VmPool();
-  });
-  afterEach(async () => {
-    await pool.cleanup();
-    for (const pid of pool.pids) expect(isAlive(pid), `QEMU ${pid} still runs`).to.equal(false);
-    pool.remove();
-  });
+  vmPoolPerTest((p) => (pool = p));
+  // Fails, saying how to build the kit, when it is missing.
+  before(() => guestKit());
 
   async function migrateGuest(name: string, cmdline: string, bandwidth = 1024 * 1024 * 1024): Promise<{ samples: MigrationProgress[]; final: MigrationProgress; before: number; joined: GuestSerial }> {
     const source = await pool.launch(kitSpec(name, cmdline));

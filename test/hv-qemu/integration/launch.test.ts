@@ -5,7 +5,7 @@ import { expect } from 'chai';
 import { MotusError, type HypervisorEvent } from '@motus/sdk';
 import { QemuDriver, runBootSector } from '@motus/hv-qemu';
 import { requireCommand, tempDir, waitFor } from '../../support/system.js';
-import { VmPool, idleSpec, isAlive, requireQemuTools } from '../support/vm-pool.js';
+import { VmPool, idleSpec, isAlive, vmPoolPerTest } from '../support/vm-pool.js';
 
 async function rejection(promise: Promise<unknown>): Promise<MotusError> {
   try {
@@ -19,16 +19,7 @@ async function rejection(promise: Promise<unknown>): Promise<MotusError> {
 
 describe('hv-qemu with real QEMU: probe, launch, stop', function () {
   let pool: VmPool;
-
-  before(() => requireQemuTools());
-  beforeEach(() => {
-    pool = new VmPool();
-  });
-  afterEach(async () => {
-    await pool.cleanup();
-    for (const pid of pool.pids) expect(isAlive(pid), `QEMU ${pid} still runs`).to.equal(false);
-    pool.remove();
-  });
+  vmPoolPerTest((p) => (pool = p));
 
   it('reports the QEMU version and the accelerator with its reason', async () => {
     const facts = await new QemuDriver({ accelerator: 'auto', env: {} }).probe();

@@ -4,7 +4,7 @@ import { expect } from 'chai';
 import type { HypervisorEvent, MigrationProgress, MigrationStatus } from '@motus/sdk';
 import type { QemuVm } from '@motus/hv-qemu';
 import { requireCommand, sleep, tempDir, waitFor } from '../../support/system.js';
-import { VmPool, idleSpec, isAlive, requireQemuTools } from '../support/vm-pool.js';
+import { VmPool, idleSpec, vmPoolPerTest } from '../support/vm-pool.js';
 
 const TERMINAL: ReadonlySet<MigrationStatus> = new Set(['completed', 'failed', 'cancelled']);
 const FAST = 1024 * 1024 * 1024;
@@ -26,16 +26,7 @@ async function untilStatus(vm: QemuVm, wanted: (p: MigrationProgress) => boolean
 
 describe('hv-qemu with real QEMU: live migration between two local processes', function () {
   let pool: VmPool;
-
-  before(() => requireQemuTools());
-  beforeEach(() => {
-    pool = new VmPool();
-  });
-  afterEach(async () => {
-    await pool.cleanup();
-    for (const pid of pool.pids) expect(isAlive(pid), `QEMU ${pid} still runs`).to.equal(false);
-    pool.remove();
-  });
+  vmPoolPerTest((p) => (pool = p));
 
   async function pair(name: string, memoryMiB = 64): Promise<{ source: QemuVm; destination: QemuVm; uri: string }> {
     const [source, destination] = await Promise.all([pool.launch(idleSpec(name, memoryMiB)), pool.launch(idleSpec(name, memoryMiB), { incoming: true })]);

@@ -1,4 +1,5 @@
 import { readFileSync } from 'node:fs';
+import { expect } from 'chai';
 import { join } from 'node:path';
 import type { LaunchOptions, VmSpec } from '@motus/sdk';
 import { QemuDriver, type QemuDriverOptions, type QemuVm } from '@motus/hv-qemu';
@@ -62,4 +63,24 @@ export class VmPool {
   remove(): void {
     this.dir.remove();
   }
+}
+
+/**
+ * The mocha hooks of a suite whose tests launch QEMU: the tools are checked
+ * first (the suite fails saying how to install them), each test gets a fresh
+ * pool, handed to `use`, and after each test its VMs are stopped and none of
+ * their QEMU processes may still run.
+ */
+export function vmPoolPerTest(use: (pool: VmPool) => void): void {
+  let pool: VmPool;
+  before(() => requireQemuTools());
+  beforeEach(() => {
+    pool = new VmPool();
+    use(pool);
+  });
+  afterEach(async () => {
+    await pool.cleanup();
+    for (const pid of pool.pids) expect(isAlive(pid), `QEMU ${pid} still runs`).to.equal(false);
+    pool.remove();
+  });
 }
