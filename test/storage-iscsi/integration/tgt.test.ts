@@ -291,7 +291,7 @@ describe('iSCSI initiator against a real tgt target', function () {
       tap: (dir, f) => {
         if (!armed || dir !== 'in' || (f[0]! & 0x3f) !== 0x21) return;
         armed = false;
-        if (tgt.pid !== undefined) process.kill(tgt.pid, 'SIGKILL');
+        tgt.killNow();
         firstWriteDone();
       },
     });

@@ -34,11 +34,16 @@ export interface Tgt {
   readonly controlPort: number;
   readonly portal: string;
   readonly dir: string;
-  readonly pid: number | undefined;
   addTarget(spec: TgtTargetSpec): Promise<TgtTarget>;
   tgtadm(args: string[]): Promise<string>;
   /** SIGKILL, as a crash: the backing files stay. */
   kill(): Promise<void>;
+  /**
+   * The same crash, signalled before this returns: for a caller that must not
+   * wait (an initiator's frame tap, between two frames). `kill()` afterwards
+   * waits for the exit.
+   */
+  killNow(): void;
   /** Starts tgtd again on the same ports with the same targets and files. */
   restart(): Promise<void>;
   /** Kills tgtd and removes its files. */
@@ -128,11 +133,17 @@ export async function startTgt(options: { address?: string } = {}): Promise<Tgt>
     for (const f of [`/var/run/tgtd/socket.${controlPort}`, `/var/run/tgtd/socket.${controlPort}.lock`]) rmSync(f, { force: true });
   };
 
-  const kill = async (): Promise<void> => {
+  /** Whether a running tgtd was sent the signal. */
+  const killNow = (): boolean => {
     const c = child;
-    if (!c || c.exitCode !== null || c.signalCode !== null) return;
+    if (!c || c.exitCode !== null || c.signalCode !== null) return false;
     // tgtd ignores SIGTERM while it has targets; SIGKILL is the only sure stop.
     c.kill('SIGKILL');
+    return true;
+  };
+
+  const kill = async (): Promise<void> => {
+    if (!killNow()) return;
     await Promise.race([exited, sleep(5000)]);
     cleanupSockets();
   };
@@ -147,9 +158,6 @@ export async function startTgt(options: { address?: string } = {}): Promise<Tgt>
   await launch();
   return {
     port, controlPort, portal: `${address}:${port}`, dir: dir.path,
-    get pid() {
-      return child?.pid;
-    },
     async addTarget(spec) {
       const tid = specs.length + 1;
       const luns = spec.lunsMiB.map((mib, i) => {
@@ -166,6 +174,7 @@ export async function startTgt(options: { address?: string } = {}): Promise<Tgt>
     },
     tgtadm,
     kill,
+    killNow: () => void killNow(),
     async restart() {
       await kill();
       await launch();
