@@ -2,6 +2,7 @@ import type { Logger, MigrationTuning, VmSpec } from '@motus/sdk';
 import { JsonHttpServer, Reply, STREAMED, startNdjson, type PeerIdentity } from '../http/http-server.js';
 import { httpMetrics } from '../metrics/http-metrics.js';
 import { parseRequest } from '../kernel/request-schemas.js';
+import type { AuthFailureLimits } from '../http/auth-failure-limiter.js';
 import type { HostCredentials } from '../security/host-credentials.js';
 import { EmptyOrderSchema, IncomingOrderSchema, InstallCredentialsSchema, MigrateOrderSchema, PluginCallSchema, RenewCredentialsSchema, StartVmOrderSchema, TuneOrderSchema, FirstHeartbeatOrderSchema } from './agent-schemas.js';
 import type { HostAgent } from './host-agent.js';
@@ -9,6 +10,8 @@ import type { HostAgent } from './host-agent.js';
 export interface AgentApiOptions {
   /** HTTPS with the host's credentials; then only a client certificate of the server role (site CA) may give orders. */
   credentials?: HostCredentials;
+  /** Failed authentications tolerated per client address before 429 (the site's `server.authFailures`). */
+  authFailureLimits?: AuthFailureLimits;
 }
 
 /** The rule of an agent under TLS: orders come from its server, proven by the server's certificate. */
@@ -29,6 +32,7 @@ export function createAgentApi(agent: HostAgent, token: string, logger: Logger, 
   const api = new JsonHttpServer(token, logger, {
     onServed: httpMetrics(agent.metricsRegistry),
     ...(credentials ? { tls: credentials.serverTls, requirePeer: serverOnly } : {}),
+    ...(options.authFailureLimits ? { authFailureLimits: options.authFailureLimits } : {}),
   });
   const vmName = (params: Record<string, string>) => params.name!;
   const empty = (body: unknown) => parseRequest(EmptyOrderSchema, body ?? {}, 'order (this route takes no body fields)');
@@ -96,5 +100,7 @@ export function createAgentApi(agent: HostAgent, token: string, logger: Logger, 
   onVm('finish-outgoing', (name) => agent.finishOutgoing(name));
   onVm('acquire-storage', (name) => agent.acquireStorage(name));
   onVm('release-storage', (name) => agent.releaseStorage(name));
+  // The route table, for the security sweep: under TLS every one of them wants the server's certificate.
+  api.route('GET', '/v1/routes', async () => api.routeTable());
   return api;
 }

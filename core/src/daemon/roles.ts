@@ -126,7 +126,7 @@ export async function runAgent(
   });
   let api: JsonHttpServer | undefined;
   try {
-    api = createAgentApi(agent, agentToken, logger, credentials ? { credentials } : {});
+    api = createAgentApi(agent, agentToken, logger, { ...(credentials ? { credentials } : {}), authFailureLimits: site.server.authFailures });
     const url = await api.listen(host.listen);
     const mine = credentials?.serverTls;
     await callServer(serverUrl, '/v1/agents/register', { name: host.name, url }, agentToken, mine ? { ...mine, checkPeer: expectPeer(SERVER_IDENTITY, 'server') } : undefined, logger);

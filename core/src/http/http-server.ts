@@ -97,6 +97,23 @@ export interface RouteOptions {
   query?: readonly string[];
 }
 
+/** One route as the server answers it: what the all-routes security sweep walks. */
+export interface RouteEntry {
+  method: string;
+  /** The pattern, with `:name` parameters. */
+  path: string;
+  /** Reachable without a token. */
+  public: boolean;
+  /** Takes a token of its own (the agent protocol's), not a user's. */
+  ownToken: boolean;
+  /** The least role a user needs (user-token routes). */
+  role: Role;
+  /** Query parameters it reads. */
+  query: string[];
+  /** Reads a JSON body (every method but GET and HEAD). */
+  body: boolean;
+}
+
 interface Route {
   method: string;
   path: string;
@@ -170,6 +187,19 @@ export class JsonHttpServer {
     );
     this.routes.push({ method, path, pattern, keys, handler, options });
     return this;
+  }
+
+  /** Every route, in matching order. */
+  routeTable(): RouteEntry[] {
+    return this.routes.map(({ method, path, options }) => ({
+      method,
+      path,
+      public: options.public === true,
+      ownToken: options.token !== undefined || typeof this.auth === 'string',
+      role: options.role ?? 'viewer',
+      query: [...(options.query ?? [])],
+      body: method !== 'GET' && method !== 'HEAD',
+    }));
   }
 
   async listen(address: string): Promise<string> {
@@ -412,11 +442,17 @@ function readJsonBody(req: IncomingMessage): Promise<unknown> {
       clearTimeout(timer);
       const text = Buffer.concat(chunks).toString('utf8');
       if (text.trim().length === 0) return resolve({});
+      let value: unknown;
       try {
-        resolve(JSON.parse(text));
+        value = JSON.parse(text);
       } catch {
-        reject(new MotusError('MOTUS_E_INVALID_REQUEST', 'request body is not valid JSON', { field: '(body)' }));
+        return reject(new MotusError('MOTUS_E_INVALID_REQUEST', 'request body is not valid JSON', { field: '(body)' }));
       }
+      // Every route's body is an object; a null would otherwise pass for "no fields" where handlers default an absent body.
+      if (typeof value !== 'object' || value === null || Array.isArray(value)) {
+        return reject(new MotusError('MOTUS_E_INVALID_REQUEST', `request body must be a JSON object, not ${value === null ? 'null' : Array.isArray(value) ? 'an array' : typeof value}`, { field: '(body)' }));
+      }
+      resolve(value);
     });
     req.on('error', (err) => {
       clearTimeout(timer);

@@ -144,6 +144,11 @@ export class PluginHost {
     return found;
   }
 
+  /** Every method the plugins contribute, with the role each asks of its callers. */
+  methods(): Array<{ plugin: string; method: string; role: Role }> {
+    return [...this.handlers].flatMap(([plugin, methods]) => [...methods].map(([method, { role }]) => ({ plugin, method, role })));
+  }
+
   /** Runs a plugin's method. */
   async invoke(plugin: string, method: string, payload: unknown): Promise<unknown> {
     return this.method(plugin, method).handler(payload);

@@ -249,6 +249,11 @@ export class MotusServer implements Platform {
   }
 
   /** A server-side plugin method, as the API calls it for a user of at least `method.role`. */
+  /** Every method plugins contribute to the API (`POST /v1/plugins/:plugin/:method`), with its role. */
+  pluginMethods(): Array<{ plugin: string; method: string; role: Role }> {
+    return this.plugins.methods();
+  }
+
   pluginMethod(plugin: string, method: string): { role: Role; call(payload: unknown): Promise<unknown> } {
     const found = this.plugins.method(plugin, method);
     return { role: found.role, call: (payload) => found.handler(payload) };

@@ -13,6 +13,7 @@ import { addPlacementRoutes } from './placement-api.js';
 import type { AuthFailureLimits } from '../http/auth-failure-limiter.js';
 import type { RenewableHost, ServerTlsManager } from '../security/server-tls.js';
 
+const PLUGIN_ROUTE = '/v1/plugins/:plugin/:method';
 /** A plugin method's body: its payload, which the plugin validates itself. */
 const PluginCallSchema = z.object({ payload: z.unknown().optional() }).strict();
 const RegisterAgentSchema = z.object({ name: z.string().min(1).max(63), url: z.string().url().max(512) }).strict();
@@ -193,7 +194,7 @@ export function createServerApi(server: MotusServer, options: ServerApiOptions):
       },
       as('operator'),
     )
-    .route('POST', '/v1/plugins/:plugin/:method', async (ctx) => {
+    .route('POST', PLUGIN_ROUTE, async (ctx) => {
       // Plugins name the least role of each method; the route itself only needs a user.
       const method = server.pluginMethod(ctx.params.plugin!, ctx.params.method!);
       requireRole(me(ctx), method.role, `${ctx.params.plugin} ${ctx.params.method}`);
@@ -327,6 +328,15 @@ export function createServerApi(server: MotusServer, options: ServerApiOptions):
       return server.addHost(new HttpHostLink({ name: request.name, url: request.url, token: options.agentToken, ...(tls ? { tls: tls.agentClientTls } : {}) }));
     },
     { token: options.agentToken },
+  );
+  // Last, so that it lists itself and every route above; each plugin method is a
+  // route of its own with the role the plugin gave it (a new one is swept too).
+  api.route('GET', '/v1/routes', async () =>
+    api.routeTable().flatMap((entry) =>
+      entry.path === PLUGIN_ROUTE
+        ? server.pluginMethods().map(({ plugin, method, role }) => ({ ...entry, path: `/v1/plugins/${encodeURIComponent(plugin)}/${encodeURIComponent(method)}`, role }))
+        : [entry],
+    ),
   );
   tls?.onChange((credentials) => api.setTls(credentials));
   return api;
