@@ -1,8 +1,8 @@
 /**
  * A deterministic simulator of clusters for the placement engine: hosts of mixed
- * sizes, VMs with measured CPU, memory and dirty rates, anti-affinity and vm-host
- * rules, laid out so that the start respects every hard rule. The same seed gives
- * the same site. An independent checker says which hard rules a layout breaks, so
+ * sizes, VMs with measured CPU, memory and dirty rates, anti-affinity, affinity
+ * and vm-host rules, laid out so that the start respects every hard rule. The same
+ * seed gives the same site. An independent checker says which hard rules a layout breaks, so
  * the tests do not judge the engine by its own code.
  */
 import type { ClusterModel, PlacementHost, PlacementVm, RulesModel } from '@motus/core';
@@ -52,12 +52,22 @@ export function simulateCluster(options: SimOptions): ClusterModel {
   }
   const antiOf = new Map<string, string[][]>();
   for (const rule of rules.antiAffinity) for (const vm of rule.vms) antiOf.set(vm, [...(antiOf.get(vm) ?? []), rule.vms]);
+  // Affinity groups (2–3 VMs that share a host), kept apart from the other rules so the rules never contradict.
+  const affinityOf = new Map<string, string[]>();
+  for (let g = 0; g < (options.affinityGroups ?? 0); g++) {
+    const size = 2 + Math.floor(random() * 2);
+    const start = Math.floor(random() * Math.max(1, options.vms - size));
+    const members = vmNames.slice(start, start + size);
+    if (members.length < 2 || members.some((vm) => antiOf.has(vm) || affinityOf.has(vm))) continue;
+    rules.affinity.push({ name: `together${g}`, vms: members });
+    for (const vm of members) affinityOf.set(vm, members);
+  }
   const ruleCount = options.vmHostRules ?? Math.floor(options.vms / 100);
   const mustHosts = new Map<string, Set<string>>();
   const mustNot = new Map<string, Set<string>>();
   for (let r = 0; r < ruleCount; r++) {
     const vm = pick(vmNames);
-    if (mustHosts.has(vm) || mustNot.has(vm) || antiOf.has(vm)) continue;
+    if (mustHosts.has(vm) || mustNot.has(vm) || antiOf.has(vm) || affinityOf.has(vm)) continue;
     const cluster = `c${r % clusters}`;
     const inCluster = hosts.filter((h) => h.cluster === cluster);
     const chosen = new Set(Array.from({ length: Math.min(inCluster.length, 1 + Math.floor(random() * 4)) }, () => pick(inCluster).name));
@@ -70,7 +80,8 @@ export function simulateCluster(options: SimOptions): ClusterModel {
   const where = new Map<string, string>();
   for (const name of vmNames) {
     const memoryMiB = pick([512, 1024, 2048, 4096, 8192]);
-    const mustSet = mustHosts.get(name);
+    const peerHost = affinityOf.get(name)?.map((peer) => where.get(peer)).find((h) => h !== undefined);
+    const mustSet = mustHosts.get(name) ?? (peerHost ? new Set([peerHost]) : undefined);
     const clusterOf = mustSet ? hosts.find((h) => h.name === [...mustSet][0])!.cluster : `c${Math.floor(random() * clusters)}`;
     const ok = (h: PlacementHost) =>
       h.cluster === clusterOf &&
@@ -104,6 +115,7 @@ export function simulateCluster(options: SimOptions): ClusterModel {
   const present = new Set(vms.map((v) => v.name));
   rules.antiAffinity = rules.antiAffinity.map((r) => ({ ...r, vms: r.vms.filter((v) => present.has(v)) })).filter((r) => r.vms.length >= 2);
   rules.vmHost = rules.vmHost.filter((r) => r.vms.every((v) => present.has(v)));
+  rules.affinity = rules.affinity.map((r) => ({ ...r, vms: r.vms.filter((v) => present.has(v)) })).filter((r) => r.vms.length >= 2);
   return { hosts, vms, pools: [{ name: 'default', cluster: 'c0', shares: 1000, reservation: {}, limit: {} }], rules };
 }
 

@@ -103,7 +103,7 @@ export async function clusterCommand({ client, values, out, positionals }: Comma
       out(plan, () =>
         [
           `cluster ${plan.cluster}, threshold ${plan.threshold} (tolerates ${plan.tolerance.toFixed(3)}): imbalance ${plan.imbalanceBefore.toFixed(3)} -> ${plan.imbalanceAfter.toFixed(3)}; ${plan.stoppedBecause}`,
-          ...plan.moves.map((m) => `  ${m.vm}: ${m.from} -> ${m.to}  gain ${m.gain.toFixed(3)}, ~${m.costSeconds.toFixed(1)} s  ${m.reason}${m.task ? `  task ${m.task}` : ''}`),
+          ...plan.moves.map((m) => `  ${(m.vms ?? [m.vm]).join(' + ')}: ${m.from} -> ${m.to}  gain ${m.gain.toFixed(3)}, ~${m.costSeconds.toFixed(1)} s  ${m.reason}${m.task ? `  task${m.tasks ? `s ${m.tasks.join(', ')}` : ` ${m.task}`}` : ''}`),
         ].join('\n'),
       );
       return 0;

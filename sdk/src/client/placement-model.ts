@@ -83,17 +83,23 @@ export interface Ranking {
 }
 
 export interface ProposedMove {
+  /** The VM moved; for an affinity group, its first member (all of them in `vms`). */
   vm: string;
+  /** Every VM of an affinity group moved together, as one proposal (absent for a lone VM). */
+  vms?: string[];
   from: string;
   to: string;
-  /** Imbalance taken off the cluster by this move (negative only for a rule fix). */
+  /** Imbalance taken off the cluster by this move (negative only for a rule fix); a group's combined gain. */
   gain: number;
   imbalanceBefore: number;
   imbalanceAfter: number;
+  /** Estimated copy time; a group's is the sum over its members. */
   costSeconds: number;
   reason: string;
-  /** The task that carries it out, when the plan was applied. */
+  /** The task that carries it out, when the plan was applied (the first member's, for a group: all in `tasks`). */
   task?: string;
+  /** A group's tasks, one per member, in the order of `vms`. */
+  tasks?: string[];
 }
 
 export interface BalancePlan {

@@ -9,6 +9,7 @@ const sim = fc.record({
   vms: fc.integer({ min: 1, max: 160 }),
   clusters: fc.integer({ min: 1, max: 3 }),
   antiAffinityGroups: fc.integer({ min: 0, max: 8 }),
+  affinityGroups: fc.integer({ min: 0, max: 6 }),
   vmHostRules: fc.integer({ min: 0, max: 8 }),
 });
 
@@ -72,6 +73,63 @@ describe('placement engine on simulated clusters', () => {
       }),
       { numRuns: 120 },
     );
+  });
+
+  it('the balancer moves affinity groups together, never splits one nor breaks anti-affinity, never worsens the imbalance (property)', () => {
+    let groupMoves = 0;
+    fc.assert(
+      fc.property(sim, fc.integer({ min: 2, max: 5 }), fc.integer({ min: 2, max: 16 }), (options, threshold, maxMoves) => {
+        const model = simulateCluster({ ...options, affinityGroups: Math.max(2, options.affinityGroups), hotHosts: Math.max(1, Math.floor(options.hosts / 4)) });
+        fc.pre(withRulesMet(model) && model.rules.affinity.length > 0);
+        const state = new ClusterState(model);
+        const moves: Array<{ vm: string; to: string }> = [];
+        for (const cluster of state.clusters()) {
+          const plan = balanceCluster(state, cluster, { threshold, maxMoves, maxMiB: 64 * 1024 });
+          expect(plan.imbalanceAfter, `cluster ${cluster}`).to.be.at.most(plan.imbalanceBefore + 1e-12);
+          expect(plan.moves.reduce((n, m) => n + (m.vms?.length ?? 1), 0), 'every member counts in the budget').to.be.at.most(maxMoves);
+          for (const move of plan.moves) {
+            expect(move.gain).to.be.greaterThan(0);
+            const unit = move.vms ?? [move.vm];
+            const rule = model.rules.affinity.find((r) => r.vms.includes(move.vm));
+            if (rule) {
+              groupMoves++;
+              expect([...unit].sort(), 'the whole group, as one proposal').to.deep.equal([...rule.vms].sort());
+              expect(move.vm).to.equal(unit[0]);
+            } else expect(move.vms).to.equal(undefined);
+            for (const vm of unit) moves.push({ vm, to: move.to });
+          }
+        }
+        expect(hardViolations(model, layout(model, moves))).to.deep.equal([]);
+        for (const rule of model.rules.affinity) expect(new Set(rule.vms.map((vm) => state.vm(vm)!.host)).size, rule.name).to.equal(1);
+      }),
+      { numRuns: 150 },
+    );
+    expect(groupMoves, 'some passes moved a group').to.be.greaterThan(0);
+  });
+
+  it('proposes an affinity group as one move with its combined gain and cost; the wizard will not move one member alone', () => {
+    const host = (name: string) => ({ name, cluster: 'c', state: 'connected' as const, cpus: 2, memoryTotalMiB: 4096, reservedMiB: 0, baseCpu: 0, linkBytesPerSec: 1e8, linkSource: 'x', activeMigrations: 0, maxMigrations: 8 });
+    const vm = (name: string, cpu: number) => ({ name, host: 'a', pool: 'p', memoryMiB: 256, vcpus: 1, cpuUsed: cpu, memoryUsedMiB: 256, dirtyBytesPerSec: 0, movable: true });
+    const model: ClusterModel = {
+      hosts: [host('a'), host('b'), host('c')],
+      vms: [vm('app', 0.6), vm('db', 0.6), vm('pinned', 0.6)],
+      pools: [],
+      rules: { affinity: [{ name: 'together', vms: ['db', 'app'] }], antiAffinity: [], vmHost: [{ name: 'stay', vms: ['pinned'], hosts: ['a'], mode: 'must' }] },
+    };
+    const lone = rankDestinations(new ClusterState(model), 'app');
+    expect(lone.candidates).to.deep.equal([]);
+    expect(lone.refused.find((r) => r.host === 'b')!.refusals.map((r) => r.reason)).to.deep.equal(['rule together keeps app with db, on a']);
+    const plan = balanceCluster(new ClusterState(model), 'c', { threshold: 3, maxMoves: 8, maxMiB: 4096 });
+    expect(plan.moves).to.have.length(1);
+    const [move] = plan.moves;
+    expect(move).to.include({ vm: 'app', from: 'a' });
+    expect(move!.vms).to.deep.equal(['app', 'db']);
+    expect(move!.reason).to.match(/affinity group app, db together/);
+    expect(move!.gain).to.be.closeTo(plan.imbalanceBefore - plan.imbalanceAfter, 1e-12);
+    const one = new ClusterState(model);
+    expect(move!.costSeconds).to.be.closeTo(2 * (256 * 1048576) / 1e8, 1e-9);
+    expect(one.imbalanceIfMovedAll(['app', 'db'], move!.to)).to.be.closeTo(plan.imbalanceAfter, 1e-12);
+    expect(balanceCluster(new ClusterState(model), 'c', { threshold: 3, maxMoves: 1, maxMiB: 4096 }).moves, 'a group of two does not fit a budget of one move').to.deep.equal([]);
   });
 
   it('an evacuation plan empties the host or names every VM that cannot go, keeping every rule (property)', () => {

@@ -27,8 +27,10 @@ const ENDS = 12;
  * First every VM that breaks a hard rule where it runs is moved to its best
  * destination; then, while the imbalance is above the threshold's tolerance and the
  * budget lasts, the single move with the largest gain from one of the most loaded
- * hosts to one of the least loaded is taken (greedy, as DRS). Every load move
- * lowers the imbalance, so a pass without rule fixes never leaves it worse.
+ * hosts to one of the least loaded is taken (greedy, as DRS). A VM bound by affinity
+ * rules moves only with its whole group, as one proposal (every member, to one host,
+ * its gain and cost combined) counted in the budget member by member. Every load
+ * move lowers the imbalance, so a pass without rule fixes never leaves it worse.
  */
 export function balanceCluster(state: ClusterState, cluster: string, options: BalanceOptions): BalancePlan {
   const threshold = Math.min(5, Math.max(1, Math.round(options.threshold)));
@@ -38,33 +40,58 @@ export function balanceCluster(state: ClusterState, cluster: string, options: Ba
   const moves: ProposedMove[] = [];
   const moved = new Set(options.skip ?? []);
   let budgetMiB = options.maxMiB;
-  const take = (vm: string, to: string, reason: string) => {
-    const v = state.vm(vm)!;
+  let migrations = 0;
+  const take = (group: readonly string[], to: string, reason: string) => {
     const before = state.imbalance(cluster);
-    const costSeconds = migrationCost(v, state.host(to)!.linkBytesPerSec).seconds;
-    const from = v.host;
-    state.move(vm, to);
+    const from = state.vm(group[0]!)!.host;
+    let costSeconds = 0;
+    for (const vm of group) {
+      const v = state.vm(vm)!;
+      costSeconds += migrationCost(v, state.host(to)!.linkBytesPerSec).seconds;
+      state.move(vm, to);
+      moved.add(vm);
+      budgetMiB -= v.memoryMiB;
+      migrations++;
+    }
     const after = state.imbalance(cluster);
-    moves.push({ vm, from, to, gain: before - after, imbalanceBefore: before, imbalanceAfter: after, costSeconds, reason });
-    moved.add(vm);
-    budgetMiB -= v.memoryMiB;
+    moves.push({ vm: group[0]!, ...(group.length > 1 ? { vms: [...group] } : {}), from, to, gain: before - after, imbalanceBefore: before, imbalanceAfter: after, costSeconds, reason });
   };
+  /** The unit `vm` moves in: itself, or its affinity group when every member shares its host and may move; undefined when it may not move now. */
+  const unitOf = (vm: string): string[] | undefined => {
+    const group = state.affinityGroup(vm);
+    const host = state.vm(vm)!.host;
+    if (group.some((m) => !state.vm(m)!.movable || moved.has(m) || state.vm(m)!.host !== host)) return undefined;
+    const memory = group.reduce((sum, m) => sum + state.vm(m)!.memoryMiB, 0);
+    return migrations + group.length <= options.maxMoves && memory <= budgetMiB ? group : undefined;
+  };
+  const refusals = (unit: readonly string[], to: string) => (unit.length === 1 ? state.refusals(unit[0]!, to) : state.groupRefusals(unit, to));
   const inCluster = state.hosts().filter((h) => h.cluster === cluster);
-  const fits = (vm: string) => moves.length < options.maxMoves && state.vm(vm)!.memoryMiB <= budgetMiB;
 
   for (const host of inCluster) {
     for (const vm of state.vmsOn(host.name)) {
-      if (!vm.movable || moved.has(vm.name) || !fits(vm.name)) continue;
       const broken = state.violationsInPlace(vm.name);
       if (broken.length === 0) continue;
-      const best = rankDestinations(state, vm.name).candidates[0];
-      if (best) take(vm.name, best.host, `fixes: ${broken.map((b) => b.reason).join('; ')}`);
+      const unit = unitOf(vm.name);
+      if (!unit) continue;
+      const fixes = `fixes: ${broken.map((b) => b.reason).join('; ')}`;
+      if (unit.length === 1) {
+        const best = rankDestinations(state, vm.name).candidates[0];
+        if (best) take(unit, best.host, fixes);
+        continue;
+      }
+      let best: { to: string; after: number } | undefined;
+      for (const taker of inCluster) {
+        if (refusals(unit, taker.name).length > 0) continue;
+        const after = state.imbalanceIfMovedAll(unit, taker.name);
+        if (!best || after < best.after) best = { to: taker.name, after };
+      }
+      if (best) take(unit, best.to, `${fixes} (with its affinity group)`);
     }
   }
 
   let stoppedBecause = threshold === 1 ? 'threshold 1 applies only moves that fix a rule' : 'balanced within the tolerance';
   while (threshold > 1 && state.imbalance(cluster) > tolerance) {
-    if (moves.length >= options.maxMoves || budgetMiB <= 0) {
+    if (migrations >= options.maxMoves || budgetMiB <= 0) {
       stoppedBecause = 'migration budget spent';
       break;
     }
@@ -72,16 +99,20 @@ export function balanceCluster(state: ClusterState, cluster: string, options: Ba
     const givers = active.slice(0, ENDS);
     const takers = active.slice(-ENDS).reverse();
     const current = state.imbalance(cluster);
-    let best: { vm: string; to: string; after: number } | undefined;
+    let best: { unit: string[]; to: string; after: number } | undefined;
     for (const giver of givers) {
+      const seen = new Set<string>();
       for (const vm of state.vmsOn(giver.name)) {
-        if (!vm.movable || moved.has(vm.name) || !fits(vm.name)) continue;
+        if (seen.has(vm.name)) continue;
+        const unit = unitOf(vm.name);
+        if (!unit) continue;
+        for (const member of unit) seen.add(member);
         for (const taker of takers) {
           if (taker.name === giver.name) continue;
-          const after = state.imbalanceIfMoved(vm.name, taker.name);
+          const after = unit.length === 1 ? state.imbalanceIfMoved(vm.name, taker.name) : state.imbalanceIfMovedAll(unit, taker.name);
           if (current - after < minGain || (best && after >= best.after)) continue;
-          if (state.refusals(vm.name, taker.name).length > 0) continue;
-          best = { vm: vm.name, to: taker.name, after };
+          if (refusals(unit, taker.name).length > 0) continue;
+          best = { unit, to: taker.name, after };
         }
       }
     }
@@ -89,8 +120,9 @@ export function balanceCluster(state: ClusterState, cluster: string, options: Ba
       stoppedBecause = 'no move gains enough under the rules and the budget';
       break;
     }
-    const from = state.vm(best.vm)!.host;
-    take(best.vm, best.to, `balances load: from ${from} (${pct(state.load(from))}) to ${best.to} (${pct(state.load(best.to))})`);
+    const from = state.vm(best.unit[0]!)!.host;
+    const what = best.unit.length > 1 ? ` (affinity group ${best.unit.join(', ')} together)` : '';
+    take(best.unit, best.to, `balances load: from ${from} (${pct(state.load(from))}) to ${best.to} (${pct(state.load(best.to))})${what}`);
   }
   return { cluster, threshold, tolerance, imbalanceBefore, imbalanceAfter: state.imbalance(cluster), moves, stoppedBecause };
 }

@@ -147,9 +147,56 @@ export class ClusterState {
   }
 
   /**
+   * The cluster's imbalance if every VM of `vms` moved to `to` (an affinity group
+   * moving as one); O(size of the group).
+   */
+  imbalanceIfMovedAll(vms: readonly string[], to: string): number {
+    const dest = this.slots.get(to)!;
+    const cluster = dest.host.cluster;
+    const s = this.stats.get(cluster) ?? { n: 0, sum: 0, sumSq: 0 };
+    if (s.n === 0) return 0;
+    const delta = new Map<HostSlot, number>();
+    for (const vm of vms) {
+      const from = this.slots.get(this.vms.get(vm)!.host);
+      if (from === dest) continue;
+      if (from) delta.set(from, (delta.get(from) ?? 0) - this.vmLoadOn(vm, from.host.name));
+      delta.set(dest, (delta.get(dest) ?? 0) + this.vmLoadOn(vm, to));
+    }
+    let { sum, sumSq } = s;
+    for (const [slot, d] of delta) {
+      if (slot.host.cluster !== cluster || slot.host.state !== 'connected') continue;
+      const next = slot.load + d;
+      sum += next - slot.load;
+      sumSq += next * next - slot.load * slot.load;
+    }
+    const mean = sum / s.n;
+    return Math.sqrt(Math.max(0, sumSq / s.n - mean * mean));
+  }
+
+  /**
+   * The VMs bound to `vm` by affinity rules, itself included: the rules' closure,
+   * since a VM in two rules ties both sets to one host. Sorted; VMs the model lacks
+   * (not running) are left out.
+   */
+  affinityGroup(vm: string): string[] {
+    const group = new Set([vm]);
+    const todo = [vm];
+    while (todo.length > 0) {
+      for (const rule of this.affinityOf.get(todo.pop()!) ?? []) {
+        for (const peer of rule.vms) {
+          if (group.has(peer) || !this.vms.has(peer)) continue;
+          group.add(peer);
+          todo.push(peer);
+        }
+      }
+    }
+    return [...group].sort();
+  }
+
+  /**
    * Every hard constraint `to` breaks for `vm`. `leaving`: hosts being emptied,
    * whose VMs are about to go too (an affinity peer there follows the VM, it does
-   * not hold it back).
+   * not hold it back); an affinity group moved as one passes its own host.
    */
   refusals(vm: string, to: string, leaving: ReadonlySet<string> = NO_HOSTS): Refusal[] {
     const v = this.vms.get(vm)!;
@@ -172,7 +219,8 @@ export class ClusterState {
     }
     for (const rule of this.affinityOf.get(vm) ?? []) {
       const peers = rule.vms.filter((other) => other !== vm && this.vms.has(other));
-      const staying = peers.filter((p) => !leaving.has(this.vms.get(p)!.host) && this.vms.get(p)!.host !== v.host);
+      // A peer beside the VM stays behind unless its host is being emptied: moving one member alone splits the group.
+      const staying = peers.filter((p) => !leaving.has(this.vms.get(p)!.host));
       const elsewhere = staying.filter((p) => this.vms.get(p)!.host !== to);
       if (elsewhere.length > 0) {
         const where = [...new Set(staying.map((p) => this.vms.get(p)!.host))].join(', ');
@@ -183,6 +231,21 @@ export class ClusterState {
       if (rule.mode === 'must' && !rule.hosts.has(to)) out.push({ constraint: 'vm-host', reason: `rule ${rule.name}: ${vm} must run on ${[...rule.hosts].join(', ')}` });
       if (rule.mode === 'must-not' && rule.hosts.has(to)) out.push({ constraint: 'vm-host', reason: `rule ${rule.name}: ${vm} must not run on ${to}` });
     }
+    return out;
+  }
+
+  /**
+   * Every hard constraint `to` breaks for an affinity group moved there as one from
+   * the host they share: each member's refusals (its peers follow it, so they do not
+   * hold it back) and the memory of the whole group.
+   */
+  groupRefusals(group: readonly string[], to: string, alsoLeaving: ReadonlySet<string> = NO_HOSTS): Refusal[] {
+    const from = this.vms.get(group[0]!)!.host;
+    const leaving = new Set([from, ...alsoLeaving]);
+    const out = group.flatMap((vm) => this.refusals(vm, to, leaving).filter((r) => r.constraint !== 'memory'));
+    const needed = group.reduce((sum, vm) => sum + this.vms.get(vm)!.memoryMiB, 0);
+    const free = this.freeMiB(to);
+    if (from !== to && free < needed) out.push({ constraint: 'memory', reason: `host ${to} has ${free} MiB free; ${group.join(', ')} need ${needed} MiB together` });
     return out;
   }
 

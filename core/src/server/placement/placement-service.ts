@@ -190,13 +190,18 @@ export class PlacementService {
     if (apply) {
       const dones: Promise<unknown>[] = [];
       for (const move of plan.moves) {
-        try {
-          const { task, done } = await this.deps.submit({ vm: move.vm, destination: move.to, priority: 'normal', requestedBy: by });
-          move.task = task.id;
-          dones.push(done);
-          this.deps.audit.append({ user: by, action: 'placement.balance.move', outcome: 'queued', vm: move.vm, source: move.from, destination: move.to, task: task.id, detail: { cluster, gain: move.gain, reason: move.reason } });
-        } catch (err) {
-          this.deps.logger.warn('a balancing move was refused', { vm: move.vm, to: move.to, error: (err as Error).message });
+        // An affinity group is one proposal but one task per member: they travel under the same limits as any migration.
+        for (const vm of move.vms ?? [move.vm]) {
+          try {
+            const { task, done } = await this.deps.submit({ vm, destination: move.to, priority: 'normal', requestedBy: by });
+            if (vm === move.vm) move.task = task.id;
+            if (move.vms) (move.tasks ??= []).push(task.id);
+            dones.push(done);
+            const group = move.vms ? { group: move.vms } : {};
+            this.deps.audit.append({ user: by, action: 'placement.balance.move', outcome: 'queued', vm, source: move.from, destination: move.to, task: task.id, detail: { cluster, gain: move.gain, reason: move.reason, ...group } });
+          } catch (err) {
+            this.deps.logger.warn('a balancing move was refused', { vm, to: move.to, error: (err as Error).message });
+          }
         }
       }
       this.balancerTasks.set(cluster, dones);
