@@ -19,6 +19,9 @@ export interface HandoverOrder {
   token: string;
 }
 
+/** How long an acquire with a take order waits for the grantor's give-back, in leases. */
+const GRANT_WAIT_LEASES = 2;
+
 export interface HeldDiskLock {
   vm: string;
   disk: string;
@@ -153,8 +156,9 @@ export class NasStorageProvider implements StorageProvider {
 
   async acquire(vm: string, disks: readonly DiskSpec[]): Promise<void> {
     const taken: Held[] = [];
+    // The order stays until a lock is adopted with it: an attempt that fails (the
+    // grantor has not given it back yet) must not leave the next one without it.
     const take = this.takes.get(vm);
-    this.takes.delete(vm);
     try {
       for (const disk of disks) {
         if (this.held.get(vm)?.some((h) => h.diskPath === disk.path)) continue;
@@ -162,8 +166,9 @@ export class NasStorageProvider implements StorageProvider {
         const locks = await this.lockManager(location.datastore);
         const lockPath = lockPathOf(location.path);
         const started = performance.now();
-        let lock = take ? await locks.adopt(lockPath, take.peer, take.token) : undefined;
+        let lock = take ? await locks.adoptWhenGranted(lockPath, take.peer, take.token, GRANT_WAIT_LEASES * this.options.config.leaseMs) : undefined;
         const how = lock ? 'adopted' : 'created';
+        if (lock && this.takes.get(vm) === take) this.takes.delete(vm);
         lock ??= await locks.acquire(lockPath);
         const held: Held = {
           location,

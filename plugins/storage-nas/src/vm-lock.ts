@@ -269,6 +269,34 @@ export class NfsLockManager {
     return lock;
   }
 
+  /**
+   * Adopts the lock `from` is to hand to this host with `token`, waiting for the
+   * grant while `from` still holds it alive: a rollback's give-back happens when the
+   * grantor's copy stops, which may come a moment after the taker asks (its own
+   * settling, rule S1, may ask first). Undefined — the caller takes the normal
+   * path — when there is no lock, another host owns it, the grantor's lock stayed
+   * unchanged for leaseMs (it died), or no grant came within `maxWaitMs`.
+   */
+  async adoptWhenGranted(path: string, from: string, token: string, maxWaitMs: number): Promise<HeldLock | undefined> {
+    const deadline = performance.now() + maxWaitMs;
+    let watched: LockState | undefined;
+    let unchangedSince = performance.now();
+    for (;;) {
+      const lock = await this.adopt(path, from, token);
+      if (lock) return lock;
+      const state = await readLock(this.client, path);
+      if (!state || state.owner !== from) return undefined;
+      if (!watched || !sameLock(watched, state)) {
+        watched = state;
+        unchangedSince = performance.now();
+      } else if (performance.now() - unchangedSince >= this.options.leaseMs) {
+        return undefined;
+      }
+      if (performance.now() >= deadline) return undefined;
+      await sleep(Math.max(10, Math.floor(this.options.heartbeatMs / 4)));
+    }
+  }
+
   /** Watches an existing lock for leaseMs; if it stayed the same, replaces it and returns the new file id. */
   private async takeOver(path: string, token: string): Promise<bigint> {
     const first = await readLock(this.client, path);

@@ -111,6 +111,30 @@ describe('storage-nas StorageProvider against nfs-ganesha', function () {
     await b.release('vm1', [disk]);
   });
 
+  it("adopts on rollback even when the source asks before the destination gave the lock back (its own settling may ask first)", async () => {
+    const a = await provider('host-a');
+    const b = await provider('host-b');
+    await a.acquire('vm1', [disk]);
+    a.handover({ vm: 'vm1', direction: 'give', peer: 'host-b', token: 't-forth2' });
+    b.handover({ vm: 'vm1', direction: 'take', peer: 'host-a', token: 't-forth2' });
+    await a.release('vm1', [disk]);
+    await b.acquire('vm1', [disk]);
+    const fileid = (await readLock(nfs, 'vm1/.disk0.img.lck'))!.fileid;
+
+    b.handover({ vm: 'vm1', direction: 'give', peer: 'host-a', token: 't-back2' });
+    a.handover({ vm: 'vm1', direction: 'take', peer: 'host-b', token: 't-back2' });
+    // The source asks first, while host-b still holds (and refreshes) the lock for a while
+    // longer than a lease: it waits for the grant instead of taking a live lock or giving up.
+    const asked = a.acquire('vm1', [disk]);
+    await new Promise((resolve) => setTimeout(resolve, 1.3 * config.leaseMs));
+    expect(a.facts().locks, 'nothing taken while host-b holds it').to.deep.equal([]);
+    await b.release('vm1', [disk]);
+    await asked;
+    expect(a.facts().locks[0]).to.include({ how: 'adopted' });
+    expect(await readLock(nfs, 'vm1/.disk0.img.lck')).to.include({ owner: 'host-a', fileid });
+    await a.release('vm1', [disk]);
+  });
+
   it('counts datastore checks and lock refreshes (lease renewals) with their latency, by datastore, for /metrics', async () => {
     const registry = new MetricsRegistry();
     const a = await provider('host-a', new StorageMetrics(registry.forPlugin('@motus/storage-nas'), 'nas'));
