@@ -16,6 +16,7 @@ packages=(
   sg3-utils                                     # sg_persist: persistent reservations on FC LUNs
   nfs-ganesha nfs-ganesha-vfs rpcbind libnfs-utils  # NFS server and reference client
   tshark vde2 iproute2 util-linux               # dissector, reference switch, namespaces, setpriv
+  ethtool                                       # fault matrix: checksums of the TCP peer's VXLAN device
   chromium                                      # the web console's browser tests (driven by playwright-core)
   openssl                                       # the site CA signs certificates with it
 )

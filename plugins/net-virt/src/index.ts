@@ -84,7 +84,9 @@ export default definePlugin<NetVirtConfig>({
     ctx.hooks.announce.tapPromise(PLUGIN_NAME, async (mctx) => {
       const nics = (mctx.vm.spec.nics ?? []).filter((nic) => nic.network in ctx.config.networks);
       if (nics.length === 0) return;
-      const configured = Object.keys(ctx.config.hosts);
+      // An endpoint that is no Motus host (a hardware VTEP, a gateway) has no switch to ask.
+      const siteHosts = new Set((await ctx.hosts()).map((h) => h.name));
+      const configured = Object.keys(ctx.config.hosts).filter((h) => siteHosts.has(h));
       const hosts = configured.includes(mctx.destination.name) ? configured : [mctx.destination.name];
       const result = await confirmRelocation({
         nics,

@@ -1,37 +1,53 @@
 /**
  * The fault matrix: a real guest writing numbered durable records to an iSCSI LUN
- * (a real tgtd) migrates between two hosts that live in their own network
- * namespaces, and at a chosen phase of the migration one thing is made to fail:
- * a QEMU, an agent or the server is killed with SIGKILL, the migration link is cut,
- * the iSCSI target is restarted. After each run: the migration ended (completed or
+ * (a real tgtd) or to a disk image on a NAS datastore (a real nfs-ganesha), and
+ * serving TCP echoes to a peer that holds one connection to it through Motus's
+ * switches, migrates between two hosts that live in their own network namespaces.
+ * At a chosen phase of the migration one thing is made to fail: a QEMU, an agent or
+ * the server is killed with SIGKILL, the migration link is cut, the iSCSI target or
+ * the NFS server is restarted. After each run: the migration ended (completed or
  * rolled back, never stuck), the VM runs on exactly one host (or, where the fault
  * killed its only copy, on none and is `crashed`), every record the guest saw
- * acknowledged is on the LUN, and the audit trail has the outcome.
+ * acknowledged is on the datastore, the peer's connection is still open with every
+ * byte echoed once and in order (or, for a VM that died, that it died with it), and
+ * the audit trail has the outcome.
  *
  * FAULT_ROWS (comma-separated row names, or `all`) and FAULT_REPEAT pick the runs;
  * without them the lean subset of `npm test` runs once. FAULT_REPORT=1 (npm run
  * test:faults) rewrites the results table in docs/reliability.md after every run.
  */
 import { expect } from 'chai';
-import { readFileSync, writeFileSync } from 'node:fs';
+import { existsSync, openSync, readFileSync, readSync, closeSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MigrationEvent, MigrationSummary, VmSpec } from '@motus/sdk';
 import { IscsiSession, diskUrl } from '@motus/storage-iscsi';
+import { NasDatastore, diskUri, lockPathOf } from '@motus/storage-nas';
 import { DISK_RECORD_BYTES, acknowledgedSeqs, diskRecordProblem, diskWriterSpec, guestKit, qemuPidsOf, repoRoot, requireCommand, sleep, waitFor } from '../../support/index.js';
 import { startTgt, type Tgt } from '../../storage-iscsi/support/tgt.js';
-import { BRIDGE_ADDRESS, createFabric, type Fabric } from '../support/netns.js';
+import { startGanesha, type GaneshaServer } from '../../storage-nas/support/ganesha.js';
+import { BRIDGE_ADDRESS, GUEST_ADDRESS, GUEST_CIDR, GUEST_VNI, VXLAN_PORT, createFabric, type Fabric } from '../support/netns.js';
 import { startNsSite, type NsSite } from '../support/ns-site.js';
+import { TcpPeer } from '../support/peer.js';
 
 const TARGET = 'iqn.2026-01.org.motus.test:faults';
+const NAS_IMAGE = 'vm2/disk0.img';
+const NAS_DISK_BYTES = 64 * 1024 * 1024;
+const GUEST_MAC = '52:54:00:00:0f:0a';
+const ECHO_PORT = 7000;
+/** The peer sends a counter this often; the echoes must go on growing after each fault. */
+const PEER_PERIOD_MS = 50;
 
-type Phase = 'precopy' | 'switchover' | 'announce';
-type Fault = 'kill-src-qemu' | 'kill-dst-qemu' | 'kill-src-agent' | 'kill-dst-agent' | 'kill-server' | 'cut-migration-link' | 'restart-tgtd';
+type Phase = 'precopy' | 'switchover' | 'announce' | 'cleanup';
+type Fault = 'kill-src-qemu' | 'kill-dst-qemu' | 'kill-src-agent' | 'kill-dst-agent' | 'kill-server' | 'cut-migration-link' | 'restart-tgtd' | 'restart-ganesha';
+type Storage = 'iscsi' | 'nas';
 
 interface Row {
   fault: Fault;
   phase: Phase;
   /** The fault kills the only copy of the VM: afterwards it is crashed on no host. */
   killsTheVm: boolean;
+  /** Where the VM's disk lives: vm1 on the iSCSI LUN, vm2 on the NAS datastore. */
+  storage?: Storage;
 }
 
 const ROWS: Row[] = [
@@ -49,8 +65,14 @@ const ROWS: Row[] = [
   { fault: 'kill-src-qemu', phase: 'announce', killsTheVm: false },
   { fault: 'kill-dst-qemu', phase: 'announce', killsTheVm: true },
   { fault: 'kill-server', phase: 'announce', killsTheVm: false },
+  { fault: 'kill-src-qemu', phase: 'cleanup', killsTheVm: false },
+  { fault: 'kill-server', phase: 'cleanup', killsTheVm: false },
+  { fault: 'restart-ganesha', phase: 'precopy', killsTheVm: false, storage: 'nas' },
+  { fault: 'restart-ganesha', phase: 'switchover', killsTheVm: false, storage: 'nas' },
 ];
 const LEAN = ['kill-dst-qemu@precopy', 'kill-server@switchover'];
+const storageOf = (r: Row): Storage => r.storage ?? 'iscsi';
+const vmOf = (storage: Storage) => (storage === 'iscsi' ? 'vm1' : 'vm2');
 
 /** Audit actions that record how a migration ended. */
 const END_ACTIONS = ['migration.completed', 'migration.rolled-back', 'migration.reconciled'];
@@ -72,20 +94,38 @@ interface RunResult {
   outcome: string;
   runsOn: string;
   acked: number;
+  /** What became of the TCP peer's connection. */
+  tcp: string;
   seconds: number;
   problem?: string;
 }
 
-describe(`fault matrix (hosts in network namespaces, QEMU, tgtd): ${selected.map(rowName).join(', ')} × ${REPEAT}`, function () {
+describe(`fault matrix (hosts in network namespaces, QEMU, tgtd, nfs-ganesha, a TCP peer): ${selected.map(rowName).join(', ')} × ${REPEAT}`, function () {
   this.timeout(0);
+  const needsNas = selected.some((r) => storageOf(r) === 'nas');
   let fabric: Fabric | undefined;
   let tgt: Tgt | undefined;
+  let ganesha: GaneshaServer | undefined;
   let site: NsSite | undefined;
   let probe: IscsiSession | undefined;
-  let spec: VmSpec;
-  /** Serial logs of the current incarnation of the guest (a crash starts a new one). */
-  let logs: string[] = [];
+  let peer: TcpPeer | undefined;
+  const specs = {} as Record<Storage, VmSpec>;
+  /** Serial logs of the current incarnation of each guest (a crash starts a new one). */
+  const logs: Record<string, string[]> = { vm1: [], vm2: [] };
   const results: RunResult[] = [];
+
+  /** The disk writer, the echo service on the guest network, one NIC on Motus's switch. */
+  const guestSpec = (name: string, disk: string): VmSpec => {
+    const base = diskWriterSpec(disk);
+    const kit = guestKit();
+    return {
+      ...base,
+      name,
+      memoryMiB: 128,
+      boot: { kind: 'kernel', kernel: kit.kernel, initrd: kit.initrd, cmdline: kit.cmdline({ extra: ['motus.disk=/dev/vda:40', `motus.ip=${GUEST_CIDR}`, `motus.tcp=server:${ECHO_PORT}`] }) },
+      nics: [{ id: 'n0', mac: GUEST_MAC, network: 'guests' }],
+    };
+  };
 
   before(async () => {
     requireCommand('qemu-system-x86_64', 'qemu-system-x86');
@@ -95,8 +135,28 @@ describe(`fault matrix (hosts in network namespaces, QEMU, tgtd): ${selected.map
     tgt = await startTgt({ address: BRIDGE_ADDRESS });
     await tgt.addTarget({ iqn: TARGET, lunsMiB: [64] });
     probe = await IscsiSession.login({ portal: tgt.portal, targetIqn: TARGET, initiatorIqn: 'iqn.2026-01.org.motus.test:faults-probe', commandTimeoutMs: 10_000 });
-    spec = diskWriterSpec(diskUrl({ portal: tgt.portal, target: TARGET }, 1));
-    spec.memoryMiB = 128;
+    specs.iscsi = guestSpec('vm1', diskUrl({ portal: tgt.portal, target: TARGET }, 1));
+    let nas = '';
+    if (needsNas) {
+      ganesha = await startGanesha({ address: BRIDGE_ADDRESS });
+      const url = `nfs://${BRIDGE_ADDRESS}${ganesha.exportPath}?nfsport=${ganesha.nfsPort}&mountport=${ganesha.mountPort}`;
+      const ds = new NasDatastore({ name: 'nas1', url, uid: 0, gid: 0, timeoutMs: 5000 });
+      await ds.createVmFolder('vm2');
+      await ds.createDiskImage('vm2', 'disk0.img', NAS_DISK_BYTES);
+      await ds.close();
+      specs.nas = guestSpec('vm2', diskUri(url, NAS_IMAGE));
+      nas = `
+  - package: '@motus/storage-nas'
+    config:
+      datastores:
+        - name: nas1
+          url: '${url}'
+      heartbeatMs: 1000
+      leaseMs: 15000
+      timeoutMs: 5000
+      settleMs: 2000
+      factsRefreshMs: 1000`;
+    }
     site = await startNsSite(
       fabric,
       `  - package: '@motus/hv-qemu'
@@ -110,7 +170,15 @@ describe(`fault matrix (hosts in network namespaces, QEMU, tgtd): ${selected.map
           target: '${TARGET}'
       leaseCheckMs: 1000
       factsRefreshMs: 1000
-      commandTimeoutMs: 5000`,
+      commandTimeoutMs: 5000${nas}
+  - package: '@motus/net-virt'
+    config:
+      networks:
+        guests: { vni: ${GUEST_VNI} }
+      hosts:
+${fabric.hosts.map((h) => `        ${h.name}: { vtep: '${h.address}:${VXLAN_PORT}' }`).join('\n')}
+        tcp-peer: { vtep: '${fabric.peer.address}:${VXLAN_PORT}' }
+      announceTimeoutMs: 15000`,
       `  maxBandwidthMiBps: 64
   timeoutBaseSeconds: 40
   timeoutSecondsPerGiB: 10
@@ -119,47 +187,80 @@ describe(`fault matrix (hosts in network namespaces, QEMU, tgtd): ${selected.map
   });
 
   after(async () => {
+    await peer?.stop();
     await site?.stop();
     await probe?.logout().catch(() => undefined);
     await tgt?.stop();
+    await ganesha?.stop();
     fabric?.teardown();
   });
 
   const client = () => site!.client();
-  const vm = async () => (await client().vms()).find((v) => v.name === 'vm1');
+  const vm = async (name: string) => (await client().vms()).find((v) => v.name === name);
 
-  /** The guest runs and writes, wherever it is; a crashed one is started again on host-a. */
-  async function guestWriting(): Promise<string> {
-    let info = await vm();
+  /** Whether the disk's lease is free, so a crashed VM may start again. */
+  const leaseFree = async (storage: Storage): Promise<boolean> =>
+    storage === 'iscsi' ? (await probe!.lun(1).readKeys()).keys.length === 0 : !existsSync(join(ganesha!.dir, lockPathOf(NAS_IMAGE)));
+
+  /** The first `bytes` of the VM's disk as the storage server stored them. */
+  const readDisk = async (storage: Storage, bytes: number): Promise<Buffer> => {
+    if (storage === 'iscsi') return probe!.lun(1).read(0, bytes / 512);
+    const buf = Buffer.alloc(bytes);
+    const fd = openSync(join(ganesha!.dir, NAS_IMAGE), 'r');
+    try {
+      readSync(fd, buf, 0, bytes, 0);
+    } finally {
+      closeSync(fd);
+    }
+    return buf;
+  };
+
+  /** The row's guest runs and writes, wherever it is; a crashed one is started again on host-a. The other guest is stopped. */
+  async function guestWriting(storage: Storage): Promise<string> {
+    const name = vmOf(storage);
+    const other = vmOf(storage === 'iscsi' ? 'nas' : 'iscsi');
+    const otherInfo = await vm(other);
+    if (otherInfo && otherInfo.state === 'running') {
+      // One guest at a time: the machine is shared, and both answer at the guest address.
+      await peer?.stop();
+      peer = undefined;
+      await client().stopVm(other);
+      await waitFor(`${other} to end`, async () => ((await qemuPidsOf(other)).length === 0 ? true : undefined), 60_000, 500);
+    }
+    let info = await vm(name);
     if (info && info.state !== 'running') {
       // Only after a failed run: a copy left over is stopped, so the next run starts clean.
-      for (const pid of await qemuPidsOf('vm1')) process.kill(pid, 'SIGKILL');
-      info = await waitFor('the VM to be known as crashed', async () => {
-        const v = await vm();
+      for (const pid of await qemuPidsOf(name)) process.kill(pid, 'SIGKILL');
+      info = await waitFor(`${name} to be known as crashed`, async () => {
+        const v = await vm(name);
         return v && (v.state === 'crashed' || v.state === 'stopped') ? v : undefined;
       }, 60_000, 500);
     }
     if (!info || info.state === 'crashed' || info.state === 'stopped') {
-      await waitFor('the LUN to be free for a restart', async () => {
-        const { keys } = await probe!.lun(1).readKeys();
-        return keys.length === 0 ? true : undefined;
-      }, 60_000, 500);
-      info = await client().startVm(spec, 'host-a');
-      logs = [];
+      await peer?.stop();
+      peer = undefined;
+      await waitFor('the disk lease to be free for a restart', async () => ((await leaseFree(storage)) ? true : undefined), 60_000, 500);
+      info = await client().startVm(specs[storage], 'host-a');
+      logs[name] = [];
     }
-    if (!logs.includes(info.serialLog!)) logs.push(info.serialLog!);
-    const before = acknowledgedSeqs(logs).length;
-    await waitFor('the guest to acknowledge 10 more records', () => (acknowledgedSeqs(logs).length >= before + 10 ? true : undefined), 240_000, 250);
+    if (!logs[name]!.includes(info.serialLog!)) logs[name]!.push(info.serialLog!);
+    const before = acknowledgedSeqs(logs[name]!).length;
+    await waitFor('the guest to acknowledge 10 more records', () => (acknowledgedSeqs(logs[name]!).length >= before + 10 ? true : undefined), 240_000, 250);
+    if (!peer || peer.state.error) {
+      await peer?.stop();
+      peer = await TcpPeer.connect(fabric!.peer.ns, GUEST_ADDRESS, ECHO_PORT, PEER_PERIOD_MS);
+    }
     return info.host;
   }
 
   async function inject(row: Row, source: string, destination: string, sourcePid: number): Promise<() => Promise<void>> {
+    const name = vmOf(storageOf(row));
     switch (row.fault) {
       case 'kill-src-qemu':
         process.kill(sourcePid, 'SIGKILL');
         return async () => undefined;
       case 'kill-dst-qemu': {
-        const dst = (await qemuPidsOf('vm1')).filter((pid) => pid !== sourcePid);
+        const dst = (await qemuPidsOf(name)).filter((pid) => pid !== sourcePid);
         for (const pid of dst) process.kill(pid, 'SIGKILL');
         return async () => undefined;
       }
@@ -185,24 +286,33 @@ describe(`fault matrix (hosts in network namespaces, QEMU, tgtd): ${selected.map
       case 'restart-tgtd':
         await tgt!.restart();
         return async () => undefined;
+      case 'restart-ganesha':
+        await ganesha!.restart();
+        return async () => undefined;
     }
   }
 
+  // The announce phase starts when the destination runs; cleanup (commit, the source
+  // process stopped, the cleanup hooks) once net-virt confirmed the vNIC's new place.
   const trigger: Record<Phase, (e: MigrationEvent) => boolean> = {
     precopy: (e) => e.type === 'progress' && e.round >= 1 && e.transferredBytes > 16 * 1024 * 1024,
     switchover: (e) => e.type === 'switchover',
     announce: (e) => e.type === 'resumed',
+    cleanup: (e) => e.type === 'announced',
   };
 
   async function runOnce(row: Row): Promise<RunResult> {
     const started = Date.now();
+    const storage = storageOf(row);
+    const name = vmOf(storage);
     fabric!.restoreAll();
     // On a loaded machine an agent may miss heartbeats for a while; a run starts once both answer.
     await site!.ready();
-    const source = await guestWriting();
+    const source = await guestWriting(storage);
     const destination = source === 'host-a' ? 'host-b' : 'host-a';
-    const sourcePid = (await vm())!.pid!;
-    const summary = await client().migrate({ vm: 'vm1', destination });
+    const sourcePid = (await vm(name))!.pid!;
+    const tcp = peer!;
+    const summary = await client().migrate({ vm: name, destination });
     let undo: (() => Promise<void>) | undefined;
     let injected: Promise<void> | undefined;
     const follow = (async () => {
@@ -226,37 +336,49 @@ describe(`fault matrix (hosts in network namespaces, QEMU, tgtd): ${selected.map
 
     // Exactly one copy runs (none where the fault killed the only one), and the inventory agrees.
     const placed = await waitFor('the VM to settle on one host', async () => {
-      const info = await vm();
-      const pids = await qemuPidsOf('vm1');
+      const info = await vm(name);
+      const pids = await qemuPidsOf(name);
       if (row.killsTheVm) return info?.state === 'crashed' && pids.length === 0 ? 'nowhere (crashed)' : undefined;
       return info?.state === 'running' && pids.length === 1 && pids[0] === info.pid ? info.host : undefined;
     }, 120_000, 500).catch(async (err: unknown) => {
-      const info = await vm();
-      throw new Error(`${(err as Error).message}: inventory ${info?.host}/${info?.state} pid ${info?.pid}, QEMU pids ${(await qemuPidsOf('vm1')).join(',')}`);
+      const info = await vm(name);
+      throw new Error(`${(err as Error).message}: inventory ${info?.host}/${info?.state} pid ${info?.pid}, QEMU pids ${(await qemuPidsOf(name)).join(',')}`);
     });
+    let connection: string;
     if (!row.killsTheVm) {
-      const info = (await vm())!;
-      if (!logs.includes(info.serialLog!)) logs.push(info.serialLog!);
-      const before = acknowledgedSeqs(logs).length;
-      await waitFor('the guest to go on writing', () => (acknowledgedSeqs(logs).length >= before + 5 ? true : undefined), 120_000, 250);
+      const info = (await vm(name))!;
+      if (!logs[name]!.includes(info.serialLog!)) logs[name]!.push(info.serialLog!);
+      const before = acknowledgedSeqs(logs[name]!).length;
+      await waitFor('the guest to go on writing', () => (acknowledgedSeqs(logs[name]!).length >= before + 5 ? true : undefined), 120_000, 250);
+      // The one connection the peer opened before the fault goes on, every byte echoed once and in order.
+      const echoed = tcp.state.echoed;
+      await waitFor('the TCP peer to get 40 more echoes on its connection', () => {
+        if (tcp.state.error) throw new Error(`the TCP connection to the guest broke: ${tcp.state.error}`);
+        return tcp.state.echoed >= echoed + 40 ? true : undefined;
+      }, 180_000, 250);
+      connection = 'kept, every byte echoed once';
+    } else {
+      // The only copy died: so did the connection's far end. The peer is stopped; the next run starts another.
+      connection = `died with the VM (${tcp.state.error ?? 'no more echoes'})`;
+      await tcp.stop();
+      peer = undefined;
     }
 
-    // Every acknowledged record is on the LUN.
-    const acks = acknowledgedSeqs(logs);
+    // Every acknowledged record is on the datastore.
+    const acks = acknowledgedSeqs(logs[name]!);
     acks.forEach((seq, i) => expect(seq, 'acknowledged in order, none skipped').to.equal(i + 1));
-    const blocksPerRecord = DISK_RECORD_BYTES / 512;
-    const image = await probe!.lun(1).read(0, (acks.at(-1)! + 1) * blocksPerRecord);
+    const image = await readDisk(storage, (acks.at(-1)! + 1) * DISK_RECORD_BYTES);
     const problems = acks.flatMap((seq) => diskRecordProblem(image.subarray(seq * DISK_RECORD_BYTES, (seq + 1) * DISK_RECORD_BYTES), seq) ?? []);
-    expect(problems, 'acknowledged records missing from the LUN').to.deep.equal([]);
+    expect(problems, 'acknowledged records missing from the datastore').to.deep.equal([]);
 
     // The audit trail says what happened to this task.
     const audit = await waitFor('the audit record of the outcome', async () => {
-      const records = (await client().audit({ vm: 'vm1' })).filter((r) => r.task === summary.id);
+      const records = (await client().audit({ vm: name })).filter((r) => r.task === summary.id);
       return records.some((r) => END_ACTIONS.includes(r.action)) ? records : undefined;
     }, 30_000, 500);
     const ended = audit.find((r) => END_ACTIONS.includes(r.action))!;
     expect(ended.action === 'migration.completed' || (ended.action === 'migration.reconciled' && ended.outcome === 'completed'), `audit ${ended.action} ${ended.outcome}`).to.equal(outcome === 'completed');
-    return { row: rowName(row), ok: true, outcome, runsOn: placed, acked: acks.length, seconds: Math.round((Date.now() - started) / 1000) };
+    return { row: rowName(row), ok: true, outcome, runsOn: placed, acked: acks.length, tcp: connection, seconds: Math.round((Date.now() - started) / 1000) };
   }
 
   async function waitForEnd(id: string, timeoutMs: number): Promise<MigrationSummary> {
@@ -265,19 +387,18 @@ describe(`fault matrix (hosts in network namespaces, QEMU, tgtd): ${selected.map
       return m && m.state !== 'running' && m.state !== 'queued' ? m : undefined;
     }, timeoutMs, 500);
   }
-
   // Repetition by repetition, so a run cut short still covers every row.
   for (let rep = 1; rep <= REPEAT; rep++) {
     for (const row of selected) {
-      it(`${rowName(row)} #${rep}: ends completed or rolled back, one copy runs (none if it killed the only one), every acknowledged record is on the LUN, the audit says so`, async () => {
+      it(`${rowName(row)} #${rep}: ends completed or rolled back, one copy runs (none if it killed the only one), every acknowledged record is on the datastore, the TCP peer's connection survives with it, the audit says so`, async () => {
         const started = Date.now();
         try {
           const result = await runOnce(row);
           results.push(result);
           if (process.env.FAULT_REPORT === '1') writeReport(results);
-          console.log(`      ${result.row}: ${result.outcome}, runs on ${result.runsOn}, ${result.acked} records checked, ${result.seconds} s`);
+          console.log(`      ${result.row}: ${result.outcome}, runs on ${result.runsOn}, ${result.acked} records checked, TCP ${result.tcp}, ${result.seconds} s`);
         } catch (err) {
-          results.push({ row: rowName(row), ok: false, outcome: 'error', runsOn: '?', acked: 0, seconds: Math.round((Date.now() - started) / 1000), problem: (err as Error).message.split('\n')[0] });
+          results.push({ row: rowName(row), ok: false, outcome: 'error', runsOn: '?', acked: 0, tcp: '?', seconds: Math.round((Date.now() - started) / 1000), problem: (err as Error).message.split('\n')[0] });
           if (process.env.FAULT_REPORT === '1') writeReport(results);
           throw err;
         }
@@ -294,14 +415,15 @@ function writeReport(results: RunResult[]): void {
     const runs = results.filter((r) => r.row === row);
     const outcomes = [...new Set(runs.filter((r) => r.ok).map((r) => r.outcome))].join(' / ') || '—';
     const where = [...new Set(runs.filter((r) => r.ok).map((r) => r.runsOn))].join(' / ') || '—';
+    const tcp = [...new Set(runs.filter((r) => r.ok).map((r) => r.tcp))].join(' / ') || '—';
     const problems = runs.filter((r) => !r.ok).map((r) => r.problem).join('; ');
-    return `| \`${row}\` | ${runs.filter((r) => r.ok).length}/${runs.length} | ${outcomes} | ${where} | ${Math.max(...runs.map((r) => r.seconds))} | ${problems || '—'} |`;
+    return `| \`${row}\` | ${runs.filter((r) => r.ok).length}/${runs.length} | ${outcomes} | ${where} | ${tcp} | ${Math.max(...runs.map((r) => r.seconds))} | ${problems || '—'} |`;
   });
   const table = [
     `Last run: ${new Date().toISOString().slice(0, 16)}Z, ${results.length} runs (\`FAULT_ROWS=${process.env.FAULT_ROWS ?? 'lean'} FAULT_REPEAT=${REPEAT}\`).`,
     '',
-    '| row | passed | task ended | VM runs on | slowest run (s) | failures |',
-    '| --- | --- | --- | --- | --- | --- |',
+    '| row | passed | task ended | VM runs on | TCP peer\'s connection | slowest run (s) | failures |',
+    '| --- | --- | --- | --- | --- | --- | --- |',
     ...rows,
   ].join('\n');
   const begin = '<!-- fault-matrix:begin -->';

@@ -28,6 +28,7 @@ function fakeContext(role: 'agent' | 'server', config: NetVirtConfig, stateDir: 
     metrics: { sampled: (spec: { name: string }, read: () => readonly MetricSample[]) => metrics.set(spec.name, read) },
     handle: (method: string, fn: (payload: unknown) => Promise<unknown>) => handlers.set(method, fn),
     callAgent: callAgent ?? (async () => undefined),
+    hosts: async () => [{ name: 'host-a' }, { name: 'host-b' }],
   } as unknown as PluginContext<NetVirtConfig>;
   return { ctx, handlers, taps, provided, metrics, dispose: async () => { for (const fn of disposers.reverse()) await fn(); } };
 }
@@ -63,9 +64,10 @@ describe('net-virt plugin wiring', () => {
     }
   });
 
-  it('on the server: the announce tap asks every configured host and names the ones that disagree', async () => {
+  it('on the server: the announce tap asks every configured host of the site (not an outside VTEP) and names the ones that disagree', async () => {
     const asked: string[] = [];
-    const f = fakeContext('server', { ...config, announceTimeoutMs: 150, announcePollMs: 20 }, '/nonexistent', async (host, method, payload) => {
+    const withGateway = { ...config, hosts: { ...config.hosts, gateway: { vtep: '127.0.0.3:4789' } } };
+    const f = fakeContext('server', { ...withGateway, announceTimeoutMs: 150, announcePollMs: 20 }, '/nonexistent', async (host, method, payload) => {
       asked.push(`${host}:${method}:${(payload as { mac: string }).mac}`);
       return { host, location: 'local:srv.n0' };
     });
@@ -88,5 +90,6 @@ describe('net-virt plugin wiring', () => {
     }
     expect(asked).to.include('host-a:locate:52:54:00:00:00:0a');
     expect(asked).to.include('host-b:locate:52:54:00:00:00:0a');
+    expect(asked.filter((a) => a.startsWith('gateway:')), 'an endpoint that is no Motus host has no switch to ask').to.deep.equal([]);
   });
 });

@@ -98,7 +98,9 @@ function requireVfsFsal(): void {
   throw new Error(`nfs-ganesha's VFS backend (Debian package nfs-ganesha-vfs) is not installed: ${INSTALL_HINT}`);
 }
 
-export async function startGanesha(): Promise<GaneshaServer> {
+/** `address`: where it listens (127.0.0.1 by default; the fault matrix's bridge address for hosts in namespaces). */
+export async function startGanesha(options: { address?: string } = {}): Promise<GaneshaServer> {
+  const address = options.address ?? '127.0.0.1';
   const ganesha = requireCommand('ganesha.nfsd', 'nfs-ganesha');
   if (process.getuid?.() !== 0) {
     // FSAL VFS opens files by handle (open_by_handle_at), which needs CAP_DAC_READ_SEARCH.
@@ -122,7 +124,7 @@ export async function startGanesha(): Promise<GaneshaServer> {
   MNT_Port = ${mountPort};
   NLM_Port = ${nlmPort};
   Rquota_Port = ${rquotaPort};
-  Bind_addr = 127.0.0.1;
+  Bind_addr = ${address};
   Protocols = 3;
   Enable_NLM = false;
   Enable_RQUOTA = false;
@@ -166,10 +168,10 @@ EXPORT {
     };
     try {
       await waitFor(
-        `ganesha.nfsd on 127.0.0.1:${nfsPort}`,
+        `ganesha.nfsd on ${address}:${nfsPort}`,
         async () => {
           if (c.exitCode !== null) throw new Error(`ganesha.nfsd exited with ${c.exitCode}\n${tail()}`);
-          if (!(await portOpen(nfsPort)) || !(await portOpen(mountPort))) return undefined;
+          if (!(await portOpen(nfsPort, address)) || !(await portOpen(mountPort, address))) return undefined;
           // Registered with rpcbind too, so portmapper lookups in tests see this instance.
           const registered = await getPort(NFS_PROG, 3, { host: '127.0.0.1', timeoutMs: 2000 }).catch(() => 0);
           const mnt = await getPort(MOUNT_PROG, 3, { host: '127.0.0.1', timeoutMs: 2000 }).catch(() => 0);
@@ -194,13 +196,13 @@ EXPORT {
 
   let stopped = false;
   return {
-    host: '127.0.0.1',
+    host: address,
     nfsPort,
     mountPort,
     exportPath: dir,
     dir,
     logFile,
-    url: (path = '') => `nfs://127.0.0.1${dir}${path ? `/${path.replace(/^\/+/, '')}` : ''}?nfsport=${nfsPort}&mountport=${mountPort}&version=3`,
+    url: (path = '') => `nfs://${address}${dir}${path ? `/${path.replace(/^\/+/, '')}` : ''}?nfsport=${nfsPort}&mountport=${mountPort}&version=3`,
     async kill() {
       const c = child;
       if (!c || c.exitCode !== null || c.signalCode !== null) return;
