@@ -42,6 +42,8 @@ export const ERROR_CODES = {
   MOTUS_E_RESERVATION_FAILED: 'A high-priority migration could not reserve the VM\'s memory on its destination, so it did not start.',
   MOTUS_E_FENCED: "A host refuses to run a VM whose ownership is not settled: the storage lease of its disks is held by another host, or its state already went to the destination; the data names the VM, the host and why.",
   MOTUS_E_NO_DESTINATION: 'No host can take the VM (every host breaks a hard constraint); the data lists each host and its reasons.',
+  MOTUS_E_PLACEMENT_RULE: 'A migration with an explicit destination would break a placement rule (affinity, anti-affinity, vm-host) or leave its cluster; nothing moved. The data names each rule and reason; ignoreRules (motus migrate --force) overrides, audited.',
+  MOTUS_E_PLACEMENT_MANUAL: 'A VM was started without a host in a cluster whose balancing mode is manual, so Motus does not place it; the message and data carry the ranked hosts to choose from (--host).',
   MOTUS_E_EVACUATION_BLOCKED: 'A host cannot be emptied because some VMs have nowhere to go; nothing was moved, and the data lists each VM with every host\'s reasons.',
   MOTUS_E_AUDIT_TAMPERED: 'The audit trail does not verify: a record was edited, deleted or inserted; the data names the first bad record.',
   MOTUS_E_PAYLOAD_TOO_LARGE: 'A request body is larger than the API accepts (1 MiB); nothing was read past the limit.',

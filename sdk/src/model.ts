@@ -98,6 +98,8 @@ export interface MigrationRequest {
   destination: string;
   requestedBy?: string;
   priority?: Priority;
+  /** Go even though the destination breaks a placement rule or leaves the VM's cluster (audited as placement.override). */
+  ignoreRules?: boolean;
 }
 
 /** One sample of a running migration, as the hypervisor reports it. */

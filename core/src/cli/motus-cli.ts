@@ -23,13 +23,15 @@ const USAGE = `motus — drive a Motus site
 
   motus hosts                                   hosts, state, memory, hypervisor
   motus vm list                                 VMs and where they run
-  motus vm start NAME --host H [--memory MiB] [--vcpus N]
+  motus vm start NAME [--host H | --recommend] [--memory MiB] [--vcpus N]
                  [--cpu MODEL[,-feat…] | --cpu-hide FEAT,… | --cpu-pin MODEL]
                  (--kernel FILE [--initrd FILE] [--append ARGS] | --spec FILE.json)
                  [--tag TAG,…]   without --cpu, a cpu-compat site records the cluster baseline (with the mask)
+                 without --host: the wizard's best host (partial/automatic clusters); --recommend: the ranking only
   motus vm stop NAME
   motus vm tag NAME [TAG…]                      replace the VM's tags (none: remove them all)
-  motus migrate VM --to HOST [--priority high|normal] [--no-wait]
+  motus migrate VM --to HOST [--priority high|normal] [--no-wait] [--force]
+                                                --force: go though it breaks a placement rule (audited)
                  [--at TIME | --cron EXPR]      TIME: ISO 8601 UTC (…Z) or +90s, +5m, +2h
   motus migrate cancel TASK                     cancel a queued or running migration task
   motus cpu baseline                            the cluster CPU baseline and the hosts it refuses
@@ -87,6 +89,8 @@ const EXIT_OF: Partial<Record<MotusErrorCode, number>> = {
   MOTUS_E_RESERVATION_FAILED: EXIT.refused,
   MOTUS_E_FENCED: EXIT.refused,
   MOTUS_E_NO_DESTINATION: EXIT.refused,
+  MOTUS_E_PLACEMENT_RULE: EXIT.refused,
+  MOTUS_E_PLACEMENT_MANUAL: EXIT.refused,
   MOTUS_E_EVACUATION_BLOCKED: EXIT.refused,
   MOTUS_E_AUDIT_TAMPERED: EXIT.failed,
   MOTUS_E_PAYLOAD_TOO_LARGE: EXIT.usage,
@@ -196,6 +200,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         }
         if (!values.to) {
           if (values.at !== undefined || values.cron !== undefined) throw usage('a scheduled migration names its destination (--to HOST)');
+          if (values.force) throw usage('--force lets a migration --to HOST break placement rules; the wizard never breaks them');
           const priority = values.priority ?? 'normal';
           if (priority !== 'high' && priority !== 'normal') throw usage('--priority is high or normal');
           const { ranking, migration } = await client.relocate(sub, priority);
@@ -211,6 +216,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         if (priority !== 'high' && priority !== 'normal') throw usage('--priority is high or normal');
         if (values.at !== undefined || values.cron !== undefined) {
           if (values.at !== undefined && values.cron !== undefined) throw usage('give --at or --cron, not both');
+          if (values.force) throw usage('--force applies to a migration now, not to a schedule');
           const schedule = await client.createSchedule({
             target: { vms: [sub] },
             destination: values.to,
@@ -220,7 +226,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
           out(schedule, () => `schedule ${schedule.id}: ${sub} -> ${schedule.destination} ${schedule.cron ? `on '${schedule.cron}'` : 'once'}, next at ${schedule.nextRunAt ?? '-'}`);
           return EXIT.ok;
         }
-        const summary = await client.migrate({ vm: sub, destination: values.to, priority });
+        const summary = await client.migrate({ vm: sub, destination: values.to, priority, ...(values.force ? { ignoreRules: true } : {}) });
         if (values['no-wait']) {
           out(summary, () => `task ${summary.id} ${summary.state === 'queued' ? 'queued' : 'started'}: ${summary.vm} ${summary.source} -> ${summary.destination}`);
           return EXIT.ok;
@@ -330,9 +336,20 @@ async function vmCommand(client: MotusClient, sub: string | undefined, name: str
       return EXIT.ok;
     }
     case 'start': {
-      if (!name || typeof values.host !== 'string') throw usage('motus vm start NAME --host HOST …');
-      const vm = await client.startVm(specFrom(name, values), values.host);
-      out(vm, () => `started ${vm.name} on ${vm.host} (pid ${vm.pid ?? '?'}, serial log ${vm.serialLog ?? '-'})`);
+      if (!name) throw usage('motus vm start NAME [--host HOST | --recommend] …');
+      if (values.recommend) {
+        if (values.host !== undefined) throw usage('--recommend ranks every host; leave out --host');
+        const ranking = await client.recommendStart(specFrom(name, values));
+        out(ranking, () => rankingText(ranking));
+        return EXIT.ok;
+      }
+      const vm = await client.startVm(specFrom(name, values), typeof values.host === 'string' ? values.host : undefined);
+      out(vm, () =>
+        [
+          `started ${vm.name} on ${vm.host} (pid ${vm.pid ?? '?'}, serial log ${vm.serialLog ?? '-'})`,
+          ...(vm.placement ? [`placed by the wizard (cluster ${vm.placement.cluster}, ${vm.placement.mode}): score ${vm.placement.score.toFixed(1)}`, ...vm.placement.reasons.map((r) => `  ${r}`)] : []),
+        ].join('\n'),
+      );
       return EXIT.ok;
     }
     case 'tag': {

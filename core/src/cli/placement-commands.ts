@@ -5,7 +5,11 @@ import type { CommandContext } from './task-commands.js';
 
 /** `motus migrate VM --recommend`: every host ranked, with its reasons; hosts that cannot take the VM, with theirs. */
 export function rankingText(ranking: Ranking): string {
-  const lines = [`destinations for ${ranking.vm} (on ${ranking.source}, cluster ${ranking.cluster}, imbalance ${ranking.imbalanceBefore.toFixed(3)}):`];
+  const lines = [
+    ranking.initial
+      ? `hosts for new VM ${ranking.vm} (initial placement; each cluster scored against its own imbalance):`
+      : `destinations for ${ranking.vm} (on ${ranking.source}, cluster ${ranking.cluster}, imbalance ${ranking.imbalanceBefore.toFixed(3)}):`,
+  ];
   if (ranking.candidates.length === 0) lines.push('  none: every host breaks a hard constraint');
   ranking.candidates.forEach((c, i) => {
     lines.push(`  ${i + 1}. ${c.host}  score ${c.score.toFixed(1)}${i === 0 ? '  (best)' : ''}`);

@@ -38,10 +38,14 @@ export const MigrationRequestSchema = z
     destination: z.string().min(1),
     requestedBy: z.string().min(1).max(128).optional(),
     priority: z.enum(['high', 'normal']).optional(),
+    ignoreRules: z.boolean().optional(),
   })
   .strict();
 
-export const StartVmRequestSchema = z.object({ spec: VmSpecSchema, host: z.string().min(1) }).strict();
+/** Without a host, initial placement picks one (partial and automatic clusters). */
+export const StartVmRequestSchema = z.object({ spec: VmSpecSchema, host: z.string().min(1).optional() }).strict();
+
+export const StartVmPlacementSchema = z.object({ spec: VmSpecSchema }).strict();
 
 /** Parses `value` with `schema`, or throws MOTUS_E_INVALID_REQUEST naming each bad field. */
 export function parseRequest<T>(schema: z.ZodType<T>, value: unknown, what: string): T {

@@ -7,7 +7,7 @@ import { ROLES } from './identity/roles.js';
 const vmName = z.string().min(1).max(63);
 const priority = z.enum(['high', 'normal']);
 
-export const TaskRequestSchema = z.object({ vm: vmName, destination: z.string().min(1), priority: priority.optional() }).strict();
+export const TaskRequestSchema = z.object({ vm: vmName, destination: z.string().min(1), priority: priority.optional(), ignoreRules: z.boolean().optional() }).strict();
 
 const target = z.union([
   z.object({ vms: z.array(vmName).min(1, 'name at least one VM') }).strict(),

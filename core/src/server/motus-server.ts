@@ -9,6 +9,7 @@ import {
   TERMINAL_MIGRATION_EVENTS,
   type HostEvent,
   type HostInfo,
+  type InitialPlacement,
   type Logger,
   type MigrationEvent,
   type MigrationHandle,
@@ -16,6 +17,7 @@ import {
   type MigrationRequest,
   type MigrationSummary,
   type Platform,
+  type Ranking,
   type Role,
   type VmEvent,
   type VmInfo,
@@ -259,14 +261,26 @@ export class MotusServer implements Platform {
     return { role: found.role, call: (payload) => found.handler(payload) };
   }
 
-  async startVm(specInput: VmSpec, hostName: string): Promise<VmInfo> {
+  /**
+   * Starts a VM on `hostName`, or without one where initial placement puts it (a
+   * partial or automatic cluster's best host; refused in manual clusters).
+   */
+  async startVm(specInput: VmSpec, hostName?: string, by = 'unknown'): Promise<VmInfo & { placement?: InitialPlacement }> {
     const spec = parseVmSpec(specInput);
     const existing = this.inventory.vm(spec.name);
     if (existing && existing.state !== 'stopped' && existing.state !== 'crashed') {
       throw new MotusError('MOTUS_E_VM_EXISTS', `VM ${spec.name} already exists on ${existing.host} (${existing.state})`, { vm: spec.name, host: existing.host });
     }
-    const host = this.liveHost(hostName);
+    if (hostName !== undefined) this.liveHost(hostName);
+    // The CPU is settled first, so the plugins judge initial placement on the CPU the VM will have.
     await this.settleCpu(spec);
+    let placement: InitialPlacement | undefined;
+    if (hostName === undefined) {
+      const { chosen, mode } = await this.placement.placeNew(spec, by);
+      placement = { host: chosen.host, cluster: this.placement.clusterOf(chosen.host), mode: mode as InitialPlacement['mode'], score: chosen.score, reasons: chosen.reasons };
+      hostName = chosen.host;
+    }
+    const host = this.liveHost(hostName);
     const facts = await withTimeout(host.link.facts(), 5_000, `facts of ${hostName}`);
     const freeMiB = facts.memoryTotalMiB - facts.memoryUsedMiB - this.orchestrator.reservedOn(hostName);
     if (freeMiB < spec.memoryMiB) {
@@ -280,7 +294,14 @@ export class MotusServer implements Platform {
     const vm: VmInfo = { name: spec.name, host: hostName, state: 'running', spec, pid: started.pid, serialLog: started.serialLog, startedAt: started.startedAt };
     this.inventory.putVm(vm);
     this.vmSubject.next({ type: 'vm-started', at: now(), vm });
-    return vm;
+    return placement ? { ...vm, placement } : vm;
+  }
+
+  /** Initial placement as a dry run: every host ranked for the VM, nothing started. */
+  async recommendStart(specInput: VmSpec): Promise<Ranking> {
+    const spec = parseVmSpec(specInput);
+    await this.settleCpu(spec);
+    return this.placement.recommendNew(spec);
   }
 
   /** Replaces a VM's tags (what tag schedules select by); the VM runs on untouched. */
@@ -330,8 +351,10 @@ export class MotusServer implements Platform {
 
   /** Queues the migration as a task; when it can start at once, its validation's refusal is thrown here. */
   async migrate(requestInput: MigrationRequest): Promise<MigrationHandle> {
-    const request = parseMigrationRequest(requestInput);
-    const { task, done } = await this.tasks.submit({ ...request, requestedBy: request.requestedBy ?? 'unknown' });
+    const { ignoreRules, ...request } = parseMigrationRequest(requestInput);
+    const requestedBy = request.requestedBy ?? 'unknown';
+    this.placement.checkDestination(request.vm, request.destination, { ignoreRules: ignoreRules ?? false, by: requestedBy });
+    const { task, done } = await this.tasks.submit({ ...request, requestedBy });
     const id = task.id;
     return {
       id,

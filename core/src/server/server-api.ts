@@ -3,7 +3,7 @@ import { z } from 'zod';
 import { HttpHostLink } from '../agent/http-host-link.js';
 import { JsonHttpServer, Reply, STREAMED, startNdjson, type RequestContext } from '../http/http-server.js';
 import { consoleDir, StaticFiles } from '../http/static-files.js';
-import { parseMigrationRequest, parseRequest, StartVmRequestSchema } from '../kernel/request-schemas.js';
+import { parseMigrationRequest, parseRequest, StartVmPlacementSchema, StartVmRequestSchema } from '../kernel/request-schemas.js';
 import { httpMetrics } from '../metrics/http-metrics.js';
 import { toCsv, toJsonLines } from './audit/audit-export.js';
 import { NetCaptureRequestSchema, parseAuditParams, VmTagsSchema, ScheduleRequestSchema, SchedulePatchSchema, TaskRequestSchema, TokenRequestSchema, UserRequestSchema } from './api-schemas.js';
@@ -78,10 +78,16 @@ export function createServerApi(server: MotusServer, options: ServerApiOptions):
     .route(
       'POST',
       '/v1/vms',
-      async ({ body }) => {
-        const request = parseRequest(StartVmRequestSchema, body, 'VM start request');
-        return server.startVm(request.spec, request.host);
+      async (ctx) => {
+        const request = parseRequest(StartVmRequestSchema, ctx.body, 'VM start request');
+        return server.startVm(request.spec, request.host, me(ctx).user);
       },
+      as('operator'),
+    )
+    .route(
+      'POST',
+      '/v1/vms/placement',
+      async (ctx) => server.recommendStart(parseRequest(StartVmPlacementSchema, ctx.body, 'VM placement request').spec),
       as('operator'),
     )
     .route(
@@ -155,7 +161,8 @@ export function createServerApi(server: MotusServer, options: ServerApiOptions):
       'POST',
       '/v1/tasks',
       async (ctx) => {
-        const request = parseRequest(TaskRequestSchema, ctx.body, 'task request');
+        const { ignoreRules, ...request } = parseRequest(TaskRequestSchema, ctx.body, 'task request');
+        server.placement.checkDestination(request.vm, request.destination, { ignoreRules: ignoreRules ?? false, by: me(ctx).user });
         const { task } = await server.tasks.submit({ ...request, requestedBy: me(ctx).user });
         return new Reply(202, server.tasks.task(task.id));
       },

@@ -16,7 +16,7 @@ import type {
   TokenInfo,
   UserInfo,
 } from './task-model.js';
-import type { BalancePlan, ClusterInfo, EvacuationInfo, HostHealth, HostMetricsSample, Ranking } from './placement-model.js';
+import type { BalancePlan, ClusterInfo, EvacuationInfo, HostHealth, HostMetricsSample, InitialPlacement, Ranking } from './placement-model.js';
 
 export interface MotusClientOptions {
   /** Server URL, e.g. https://127.0.0.1:7300 */
@@ -76,8 +76,14 @@ export class MotusClient {
     return this.call('GET', '/v1/vms');
   }
 
-  startVm(spec: VmSpec, host: string): Promise<VmInfo> {
-    return this.call('POST', '/v1/vms', { spec, host });
+  /** Starts the VM on `host`; without one, initial placement picks it (partial and automatic clusters) and says why in `placement`. */
+  startVm(spec: VmSpec, host?: string): Promise<VmInfo & { placement?: InitialPlacement }> {
+    return this.call('POST', '/v1/vms', host === undefined ? { spec } : { spec, host });
+  }
+
+  /** Initial placement as a dry run: every host ranked for a VM not started yet. */
+  recommendStart(spec: VmSpec): Promise<Ranking> {
+    return this.call('POST', '/v1/vms/placement', { spec });
   }
 
   /** Replaces the VM's tags (what `{ tag }` schedules select by). */

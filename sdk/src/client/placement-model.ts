@@ -52,6 +52,8 @@ export interface HostHealth {
 export interface Refusal {
   constraint: 'state' | 'same-host' | 'cluster' | 'memory' | 'affinity' | 'anti-affinity' | 'vm-host' | 'plugin';
   reason: string;
+  /** The rule broken, for affinity, anti-affinity and vm-host refusals. */
+  rule?: string;
 }
 
 /** A destination that can take the VM, its score (0–100, higher is better) and why. */
@@ -74,9 +76,13 @@ export interface RefusedHost {
 
 export interface Ranking {
   vm: string;
+  /** Where the VM runs ('' for a VM about to start). */
   source: string;
+  /** The source's cluster ('' for a VM about to start: every cluster is ranked, each against its own imbalance). */
   cluster: string;
   imbalanceBefore: number;
+  /** Initial placement: the ranking of a VM not started yet (no copy to cost). */
+  initial?: boolean;
   /** Best first. */
   candidates: RankedHost[];
   refused: RefusedHost[];
@@ -112,6 +118,16 @@ export interface BalancePlan {
   moves: ProposedMove[];
   /** Why the pass stopped: balanced, budget spent, no gainful move. */
   stoppedBecause: string;
+}
+
+/** Why a VM started without a host went where it did (initial placement). */
+export interface InitialPlacement {
+  host: string;
+  cluster: string;
+  /** The cluster's balancing mode: partial or automatic (manual clusters only recommend). */
+  mode: 'partial' | 'automatic';
+  score: number;
+  reasons: string[];
 }
 
 export interface ClusterInfo {

@@ -1,18 +1,9 @@
 import { expect } from 'chai';
-import { Writable } from 'node:stream';
 import { MotusClient, MotusError, type MigrationEvent } from '@motus/sdk';
 import { createEmbeddedPlatform, createLogger, createServerApi, runCli, type EmbeddedPlatform } from '@motus/core';
 import { tempDir } from '../../support/index.js';
 import { createFakeWorld, fakeHypervisorPlugin, fakeSpec } from '../support/fake-hypervisor.js';
-
-class Capture extends Writable {
-  text = '';
-  isTTY = false;
-  override _write(chunk: Buffer, _enc: string, done: () => void): void {
-    this.text += chunk.toString();
-    done();
-  }
-}
+import { Capture } from '../support/capture.js';
 
 describe('server API, SDK client and CLI (fake hypervisor)', () => {
   let platform: EmbeddedPlatform;

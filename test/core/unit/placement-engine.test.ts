@@ -53,6 +53,32 @@ describe('placement engine on simulated clusters', () => {
     );
   });
 
+  it('initial placement offers only hosts that keep every hard constraint, in any cluster, at no copy cost (property)', () => {
+    fc.assert(
+      fc.property(sim, fc.nat(), (options, pickVm) => {
+        const model = simulateCluster(options);
+        fc.pre(model.vms.length > 0 && withRulesMet(model));
+        const fresh = model.vms[pickVm % model.vms.length]!;
+        // The same VM, not started yet: no host, nothing measured.
+        const unplaced: ClusterModel = { ...model, vms: model.vms.map((v) => (v.name === fresh.name ? { ...v, host: '', cpuUsed: 0, memoryUsedMiB: v.memoryMiB, dirtyBytesPerSec: 0 } : v)) };
+        const ranking = rankDestinations(new ClusterState(unplaced), fresh.name);
+        expect(ranking.initial).to.equal(true);
+        expect(ranking.candidates.length + ranking.refused.length).to.equal(model.hosts.length);
+        for (const candidate of ranking.candidates) {
+          expect(candidate.costSeconds).to.equal(0);
+          const placed: ClusterModel = { ...model, vms: model.vms.map((v) => (v.name === fresh.name ? { ...v, host: candidate.host } : v)) };
+          expect(hardViolations(placed, new Map()), `${fresh.name} on ${candidate.host}`).to.deep.equal([]);
+        }
+        const where = fresh.host;
+        const mustElsewhere = model.rules.vmHost.some((r) => r.mode === 'must' && r.vms.includes(fresh.name) && !r.hosts.includes(where));
+        if (!mustElsewhere && model.hosts.find((h) => h.name === where)!.state === 'connected') {
+          expect(ranking.candidates.map((c) => c.host), 'where it ran is a valid place').to.include(where);
+        }
+      }),
+      { numRuns: 150 },
+    );
+  });
+
   it('a balancing pass never leaves the imbalance worse, never breaks a rule, stays within its budget (property)', () => {
     fc.assert(
       fc.property(sim, fc.integer({ min: 1, max: 5 }), fc.integer({ min: 1, max: 12 }), (options, threshold, maxMoves) => {

@@ -28,12 +28,15 @@ export function migrationCost(vm: PlacementVm, linkBytesPerSec: number): { secon
  * hard constraint (state, cluster, memory, rules, a plugin's veto) are listed with
  * their reasons; the others get a score from the balance the move leaves, the
  * destination's headroom, the migration's cost and the migrations already running
- * there, soft rules adding or taking points.
+ * there, soft rules adding or taking points. A VM on no host of the model is about
+ * to start (initial placement): every cluster may take it, each scored against its
+ * own imbalance, and it costs no copy.
  */
 export function rankDestinations(state: ClusterState, vmName: string, options: RankOptions = {}): Ranking {
   const vm = state.vm(vmName);
   if (!vm) throw new Error(`no VM ${vmName} in the model`);
   const source = state.host(vm.host);
+  const initial = source === undefined;
   const cluster = source?.cluster ?? '';
   const imbalanceBefore = state.imbalance(cluster);
   const candidates: RankedHost[] = [];
@@ -44,21 +47,21 @@ export function rankDestinations(state: ClusterState, vmName: string, options: R
       refused.push({ host: host.name, refusals });
       continue;
     }
-    candidates.push(score(state, vm, host.name, imbalanceBefore, source?.linkBytesPerSec));
+    candidates.push(score(state, vm, host.name, initial ? state.imbalance(host.cluster) : imbalanceBefore, source?.linkBytesPerSec, initial));
   }
   candidates.sort((a, b) => b.score - a.score || a.imbalanceAfter - b.imbalanceAfter || a.host.localeCompare(b.host));
   refused.sort((a, b) => a.host.localeCompare(b.host));
-  return { vm: vmName, source: vm.host, cluster, imbalanceBefore, candidates, refused };
+  return { vm: vmName, source: vm.host, cluster, imbalanceBefore, candidates, refused, ...(initial ? { initial: true } : {}) };
 }
 
-function score(state: ClusterState, vm: PlacementVm, to: string, imbalanceBefore: number, sourceLink: number | undefined): RankedHost {
+function score(state: ClusterState, vm: PlacementVm, to: string, imbalanceBefore: number, sourceLink: number | undefined, initial: boolean): RankedHost {
   const host = state.host(to)!;
   const imbalanceAfter = state.imbalanceIfMoved(vm.name, to);
   const loadBefore = state.load(to);
   const loadAfter = loadBefore + state.vmLoadOn(vm.name, to);
   const freeMiBAfter = state.freeMiB(to) - vm.memoryMiB;
   const link = Math.min(host.linkBytesPerSec, sourceLink ?? host.linkBytesPerSec);
-  const cost = migrationCost(vm, link);
+  const cost = initial ? { seconds: 0, bytes: 0, mayNotConverge: false } : migrationCost(vm, link);
   const balance = clamp(0.5 + (imbalanceBefore - imbalanceAfter) / (2 * Math.max(imbalanceBefore, 0.02)));
   const headroom = clamp(1 - loadAfter);
   const costPart = 1 / (1 + cost.seconds / 20);
@@ -68,7 +71,9 @@ function score(state: ClusterState, vm: PlacementVm, to: string, imbalanceBefore
     `balance: cluster ${host.cluster} imbalance ${imbalanceBefore.toFixed(3)} -> ${imbalanceAfter.toFixed(3)}`,
     `load: ${to} ${pct(loadBefore)} -> ${pct(loadAfter)} (cpu ${pct(state.loadParts(to).cpu)}, memory ${pct(state.loadParts(to).memory)} now)`,
     `memory: ${freeMiBAfter} MiB of ${host.memoryTotalMiB} MiB free after the move`,
-    `cost: ~${cost.seconds.toFixed(1)} s to copy ${(cost.bytes / 1048576).toFixed(0)} MiB at ${(link / 1048576).toFixed(0)} MiB/s (${host.linkSource}), dirtying ${(vm.dirtyBytesPerSec / 1048576).toFixed(1)} MiB/s${cost.mayNotConverge ? '; may not converge without throttling' : ''}`,
+    initial
+      ? `cost: none (a new VM starts there, nothing to copy)`
+      : `cost: ~${cost.seconds.toFixed(1)} s to copy ${(cost.bytes / 1048576).toFixed(0)} MiB at ${(link / 1048576).toFixed(0)} MiB/s (${host.linkSource}), dirtying ${(vm.dirtyBytesPerSec / 1048576).toFixed(1)} MiB/s${cost.mayNotConverge ? '; may not converge without throttling' : ''}`,
     `concurrency: ${host.activeMigrations} of ${host.maxMigrations} migrations running on ${to}`,
   ];
   for (const pref of state.preferences(vm.name, to)) {

@@ -215,7 +215,7 @@ export class ClusterState {
     if (v.host !== to && free < v.memoryMiB) out.push({ constraint: 'memory', reason: `host ${to} has ${free} MiB free; VM ${vm} needs ${v.memoryMiB} MiB` });
     for (const rule of this.antiOf.get(vm) ?? []) {
       const there = rule.vms.filter((other) => other !== vm && this.slots.get(to)!.vms.has(other));
-      if (there.length > 0) out.push({ constraint: 'anti-affinity', reason: `rule ${rule.name} keeps ${vm} apart from ${there.join(', ')}, which run on ${to}` });
+      if (there.length > 0) out.push({ constraint: 'anti-affinity', rule: rule.name, reason: `rule ${rule.name} keeps ${vm} apart from ${there.join(', ')}, which run on ${to}` });
     }
     for (const rule of this.affinityOf.get(vm) ?? []) {
       const peers = rule.vms.filter((other) => other !== vm && this.vms.has(other));
@@ -224,12 +224,12 @@ export class ClusterState {
       const elsewhere = staying.filter((p) => this.vms.get(p)!.host !== to);
       if (elsewhere.length > 0) {
         const where = [...new Set(staying.map((p) => this.vms.get(p)!.host))].join(', ');
-        out.push({ constraint: 'affinity', reason: `rule ${rule.name} keeps ${vm} with ${elsewhere.join(', ')}, on ${where}` });
+        out.push({ constraint: 'affinity', rule: rule.name, reason: `rule ${rule.name} keeps ${vm} with ${elsewhere.join(', ')}, on ${where}` });
       }
     }
     for (const rule of this.vmHostOf.get(vm) ?? []) {
-      if (rule.mode === 'must' && !rule.hosts.has(to)) out.push({ constraint: 'vm-host', reason: `rule ${rule.name}: ${vm} must run on ${[...rule.hosts].join(', ')}` });
-      if (rule.mode === 'must-not' && rule.hosts.has(to)) out.push({ constraint: 'vm-host', reason: `rule ${rule.name}: ${vm} must not run on ${to}` });
+      if (rule.mode === 'must' && !rule.hosts.has(to)) out.push({ constraint: 'vm-host', rule: rule.name, reason: `rule ${rule.name}: ${vm} must run on ${[...rule.hosts].join(', ')}` });
+      if (rule.mode === 'must-not' && rule.hosts.has(to)) out.push({ constraint: 'vm-host', rule: rule.name, reason: `rule ${rule.name}: ${vm} must not run on ${to}` });
     }
     return out;
   }

@@ -13,10 +13,12 @@ import {
   type MigrationHooks,
   type MigrationSummary,
   type Priority,
+  type RankedHost,
   type Ranking,
   type Refusal,
   type TaskInfo,
   type VmInfo,
+  type VmSpec,
 } from '@motus/sdk';
 import type { AgentFacts } from '../../agent/host-link.js';
 import { globToRegExp } from '../../kernel/glob.js';
@@ -51,6 +53,9 @@ export interface PlacementDeps {
   submit(request: { vm: string; destination: string; priority: Priority; requestedBy: string }): Promise<{ task: TaskInfo; done: Promise<MigrationSummary> }>;
   setHostState(host: string, state: HostState, reason: string): void;
 }
+
+/** Refusals an operator's explicit destination is held to here (the rest have their own checks and codes). */
+const RULE_CONSTRAINTS: ReadonlySet<Refusal['constraint']> = new Set(['affinity', 'anti-affinity', 'vm-host', 'cluster']);
 
 /** Samples averaged for demand (at the default 2 s: the last 10 s). */
 const DEMAND_SAMPLES = 5;
@@ -146,6 +151,77 @@ export class PlacementService {
     const { task } = await this.deps.submit({ vm: vmName, destination: best.host, priority, requestedBy: by });
     this.deps.audit.append({ user: by, action: 'placement.recommend', outcome: `chose ${best.host}`, vm: vmName, source: ranking.source, destination: best.host, task: task.id, detail: { score: best.score, reasons: best.reasons } });
     return { ranking, task };
+  }
+
+  /**
+   * An operator's own destination (`migrate --to`) is held to the rules the wizard
+   * knows: affinity, anti-affinity, vm-host and the VM's cluster. A breach refuses
+   * the migration before anything moves, naming each rule, unless `ignoreRules`
+   * (audited as placement.override). State, memory and the plugins' verdicts are
+   * checked by the task queue and the orchestrator, with their own codes.
+   */
+  checkDestination(vmName: string, destination: string, options: { ignoreRules: boolean; by: string }): void {
+    const state = new ClusterState(this.model());
+    if (!state.vm(vmName) || !state.host(destination) || state.vm(vmName)!.host === destination) return;
+    const broken = state.refusals(vmName, destination).filter((r) => RULE_CONSTRAINTS.has(r.constraint));
+    if (broken.length === 0) return;
+    const rules = [...new Set(broken.flatMap((r) => (r.rule ? [r.rule] : [])))];
+    const detail = { rules, refusals: broken };
+    if (options.ignoreRules) {
+      this.deps.audit.append({ user: options.by, action: 'placement.override', outcome: 'rules ignored', vm: vmName, source: state.vm(vmName)!.host, destination, detail });
+      return;
+    }
+    this.deps.audit.append({ user: options.by, action: 'migration.request', outcome: 'MOTUS_E_PLACEMENT_RULE', vm: vmName, source: state.vm(vmName)!.host, destination, detail });
+    const named = rules.length > 0 ? `rule${rules.length > 1 ? 's' : ''} ${rules.join(', ')}` : 'its cluster';
+    throw new MotusError('MOTUS_E_PLACEMENT_RULE', `moving ${vmName} to ${destination} breaks ${named}: ${broken.map((r) => r.reason).join('; ')} (nothing moved; ignoreRules / --force overrides, audited)`, { vm: vmName, host: destination, ...detail });
+  }
+
+  /**
+   * Initial placement's ranking for a VM about to start: every host of every
+   * cluster, with the same hard constraints as a migration (memory, state, rules,
+   * the plugins' verdicts on CPU, datastores and networks), scored on the balance
+   * it leaves, headroom and concurrency. Its demand until measured: its configured
+   * memory, no CPU (as for any VM not sampled yet).
+   */
+  async recommendNew(spec: VmSpec): Promise<Ranking> {
+    const model = this.model();
+    if (model.vms.some((v) => v.name === spec.name)) {
+      throw new MotusError('MOTUS_E_VM_EXISTS', `VM ${spec.name} already runs`, { vm: spec.name });
+    }
+    model.vms.push({ name: spec.name, host: '', pool: this.poolOf(spec.name), memoryMiB: spec.memoryMiB, vcpus: spec.vcpus, cpuUsed: 0, memoryUsedMiB: spec.memoryMiB, dirtyBytesPerSec: 0, movable: true });
+    const state = new ClusterState(model);
+    const vm: VmInfo = { name: spec.name, host: '', state: 'stopped', spec };
+    // A new VM has no source: each host is asked as both ends, which is what "can it run here" means to the plugins.
+    return rankDestinations(state, spec.name, { vetoes: await this.askPlugins(vm, state, (host) => host) });
+  }
+
+  /**
+   * Where a VM started without a host goes (DRS's initial placement): the best host
+   * of the ranking in a cluster whose balancing mode is partial or automatic. In a
+   * manual cluster Motus only recommends: MOTUS_E_PLACEMENT_MANUAL carries the
+   * ranking. The choice and its reasons go to the audit trail.
+   */
+  async placeNew(spec: VmSpec, by: string): Promise<{ ranking: Ranking; chosen: RankedHost; mode: BalancingConfig['mode'] }> {
+    const ranking = await this.recommendNew(spec);
+    if (ranking.candidates.length === 0) throw noDestination(ranking);
+    const modeOf = (host: string) => this.balancing.get(this.clusterOf(host))?.mode ?? 'manual';
+    const chosen = ranking.candidates.find((c) => modeOf(c.host) !== 'manual');
+    if (!chosen) {
+      const lines = ranking.candidates.map((c, i) => `${i + 1}. ${c.host} (cluster ${this.clusterOf(c.host)}) score ${c.score.toFixed(1)}`);
+      this.deps.audit.append({ user: by, action: 'placement.initial', outcome: 'MOTUS_E_PLACEMENT_MANUAL', vm: spec.name, detail: { candidates: ranking.candidates.map((c) => ({ host: c.host, score: c.score })) } });
+      throw new MotusError(
+        'MOTUS_E_PLACEMENT_MANUAL',
+        `VM ${spec.name} has no host and every host that could take it is in a cluster in manual mode, where Motus only recommends: start it with --host HOST (or set the cluster to partial or automatic). Recommended:\n  ${lines.join('\n  ')}`,
+        { vm: spec.name, ranking },
+      );
+    }
+    const mode = modeOf(chosen.host);
+    this.deps.audit.append({ user: by, action: 'placement.initial', outcome: `placed on ${chosen.host}`, vm: spec.name, destination: chosen.host, detail: { mode, score: chosen.score, reasons: chosen.reasons, refused: ranking.refused.map((r) => ({ host: r.host, reasons: r.refusals.map((x) => x.reason) })) } });
+    return { ranking, chosen, mode };
+  }
+
+  clusterOf(host: string): string {
+    return this.clusterOfHost.get(host) ?? DEFAULT_CLUSTER;
   }
 
   // ---- clusters and balancing ----------------------------------------------------
@@ -423,20 +499,25 @@ export class PlacementService {
 
   /** Refusals from the plugins' validate taps, asked as a dry run for each host the model accepts. */
   private async vetoes(vmName: string, state: ClusterState): Promise<Map<string, Refusal[]>> {
+    const vm = this.deps.vms().find((v) => v.name === vmName);
+    if (!vm) return new Map();
+    return this.askPlugins(vm, state, () => vm.host);
+  }
+
+  /** The validate taps as a dry run of `vm` from `sourceOf(host)` to each host the model accepts. */
+  private async askPlugins(vm: VmInfo, state: ClusterState, sourceOf: (destination: string) => string): Promise<Map<string, Refusal[]>> {
     const out = new Map<string, Refusal[]>();
     if (!this.deps.hooks.validate.isUsed()) return out;
-    const vm = this.deps.vms().find((v) => v.name === vmName);
     const hosts = new Map(this.deps.hosts().map((h) => [h.name, h]));
-    const source = vm && hosts.get(vm.host);
-    if (!vm || !source) return out;
     const container = this.deps.container.createChildContainer();
     try {
       for (const host of state.hosts()) {
-        if (state.refusals(vmName, host.name).length > 0) continue;
+        const source = hosts.get(sourceOf(host.name));
+        if (!source || state.refusals(vm.name, host.name).length > 0) continue;
         const destination = hosts.get(host.name)!;
         const veto = await this.deps.hooks.validate.promise({
-          migrationId: `placement-dry-run-${vmName}`,
-          vm,
+          migrationId: `placement-dry-run-${vm.name}`,
+          vm: { ...vm, host: source.name },
           source,
           destination,
           container,
