@@ -28,7 +28,9 @@ function setEcc(sysRoot: string, uncorrectable: number): void {
  * features end to end: the wizard's ranking with reasons, maintenance mode emptying
  * a host (and refusing when a VM has nowhere to go), an injected ECC error degrading
  * a host that is then evacuated, and automatic balancing moving a VM off a host
- * whose load is injected through the agent's metrics test hook.
+ * whose load is injected through the agent's metrics test hook; initial placement
+ * refused in a manual cluster and made in a partial one (beside an affinity peer),
+ * and a migration --to that would split the pair refused with the rule's name.
  */
 describe('placement with real guests on three hosts (all-in-one site, QEMU)', function () {
   this.timeout(900_000);
@@ -56,6 +58,7 @@ placement:
       balancing: { mode: manual, threshold: 3, intervalSeconds: 2 }
   rules:
     - { name: spread, kind: anti-affinity, vms: [web1, web2] }
+    - { name: pair, kind: affinity, vms: [app1, db1] }
   health:
     # The three agents share one loaded machine: its CPU and missed heartbeats
     # are not the signals under test here (the unit tests cover them).
@@ -205,6 +208,37 @@ placement:
     } finally {
       await site.client.configureCluster('lab', { mode: 'manual' });
       rmSync(overridePath, { force: true });
+    }
+  });
+
+  it('places a VM started without a host in a partial cluster (beside its affinity peer), refuses in manual mode, and refuses a --to that splits the pair', async () => {
+    const specFile = join(sys.path, 'db1.json');
+    writeFileSync(specFile, JSON.stringify(spec('db1')));
+    const appHost = (await where(site.client)).app1!;
+    const manual = await site.cli('vm', 'start', 'db1', '--spec', specFile);
+    expect(manual.code, manual.stdout + manual.stderr).to.equal(4);
+    expect(manual.stderr).to.match(/MOTUS_E_PLACEMENT_MANUAL: VM db1 has no host/).and.match(new RegExp(`1\\. ${appHost} \\(cluster lab\\) score`));
+    const recommend = await site.cli('vm', 'start', 'db1', '--recommend', '--spec', specFile);
+    expect(recommend.code, recommend.stderr).to.equal(0);
+    expect(recommend.stdout).to.match(new RegExp(`1\\. ${appHost} {2}score [\\d.]+ {2}\\(best\\)`)).and.match(/rule pair keeps db1 with app1/);
+    expect((await where(site.client)).db1).to.equal(undefined);
+
+    await site.client.configureCluster('lab', { mode: 'partial' });
+    try {
+      const started = await site.cli('vm', 'start', 'db1', '--spec', specFile);
+      expect(started.code, started.stdout + started.stderr).to.equal(0);
+      expect(started.stdout).to.match(new RegExp(`started db1 on ${appHost} `)).and.match(/placed by the wizard \(cluster lab, partial\)/);
+      expect((await qemuPidsOf('db1')).length).to.equal(1);
+      const record = (await site.client.audit({ vm: 'db1' })).find((r) => r.action === 'placement.initial' && r.outcome === `placed on ${appHost}`);
+      expect(record, 'placement.initial in the audit trail').to.not.equal(undefined);
+
+      const other = ['host-a', 'host-b', 'host-c'].find((h) => h !== appHost)!;
+      const split = await site.cli('migrate', 'db1', '--to', other);
+      expect(split.code, split.stdout + split.stderr).to.equal(4);
+      expect(split.stderr).to.match(new RegExp(`MOTUS_E_PLACEMENT_RULE: moving db1 to ${other} breaks rule pair`));
+      expect((await where(site.client)).db1).to.equal(appHost);
+    } finally {
+      await site.client.configureCluster('lab', { mode: 'manual' });
     }
   });
 });
