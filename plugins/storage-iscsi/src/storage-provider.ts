@@ -82,6 +82,8 @@ interface Link {
   events?: Subscription;
   /** Reclaims in progress after a reconnection. */
   reclaiming?: number;
+  /** Reclaims of this datastore's leases, run one after the other. */
+  reclaimQueue: Promise<void>;
   /** Counts lost and restored connections. */
   epoch: number;
   facts: IscsiDatastoreFacts;
@@ -111,6 +113,7 @@ export class IscsiStorageProvider implements StorageProvider {
       this.links.set(ds.name, {
         config: ds,
         epoch: 0,
+        reclaimQueue: Promise.resolve(),
         facts: { name: ds.name, portal: ds.portal, target: ds.target, accessible: false, error: 'not scanned yet', capacityBytes: 0, freeBytes: 0, luns: [] },
       });
     }
@@ -332,8 +335,13 @@ export class IscsiStorageProvider implements StorageProvider {
 
   private async reclaim(link: Link, session: IscsiSession): Promise<void> {
     link.reclaiming = (link.reclaiming ?? 0) + 1;
+    // One at a time: two reconnections in a row (a target coming back) would otherwise
+    // race two takes of our own LUN, and the loser's failed RESERVE reads as another
+    // host taking it — the lease counted lost and our own VM fenced.
+    const run = link.reclaimQueue.then(() => this.reclaimLeases(link, session));
+    link.reclaimQueue = run.catch(() => undefined);
     try {
-      await this.reclaimLeases(link, session);
+      await run;
     } finally {
       link.reclaiming--;
     }
@@ -341,8 +349,15 @@ export class IscsiStorageProvider implements StorageProvider {
 
   private async reclaimLeases(link: Link, session: IscsiSession): Promise<void> {
     for (const lease of this.leases.values().filter((l) => l.datastore === link.config.name)) {
+      const epoch = link.epoch;
       try {
         const r = await reclaimLun(session.lun(lease.lun), this.key, { datastore: lease.datastore, lun: lease.lun, naa: lease.naa }, this.ownerOf);
+        // Reconnected again meanwhile: a RESERVE sent on the new, unregistered nexus
+        // fails like a contender's would. The reclaim of that reconnection decides.
+        if (!r.held && link.epoch !== epoch) {
+          this.options.logger.warn('a LUN reclaim was cut by another reconnection; the next one decides', { vm: lease.vm, disk: lease.disk, lun: lease.lun, reason: r.reason });
+          continue;
+        }
         if (!r.held) this.loseLease(lease, r.reason);
         else this.options.logger.info('LUN registration restored after a reconnection', { vm: lease.vm, disk: lease.disk, lun: lease.lun });
       } catch (err) {
