@@ -1,4 +1,4 @@
-import type { CpuCheck, CpuMatrix, CpuVerdict } from '@motus/sdk';
+import type { CpuBaselineChange, CpuCheck, CpuMatrix, CpuVerdict } from '@motus/sdk';
 import { table } from './format.js';
 import { EXIT, usage } from './motus-cli.js';
 import type { CommandContext } from './task-commands.js';
@@ -20,6 +20,12 @@ export async function cpuCommand({ client, values, out, positionals }: CommandCo
       return check.compatible ? EXIT.ok : EXIT.refused;
     }
     case 'baseline': {
+      if (values['dry-run'] !== undefined) {
+        if (typeof values['dry-run'] !== 'string' || values['dry-run'] === '') throw usage('motus cpu baseline --dry-run MODEL|auto');
+        const change = await client.pluginCall<CpuBaselineChange>(CPU_PLUGIN, 'baseline-impact', { baseline: values['dry-run'] });
+        out(change, () => baselineChangeText(change));
+        return EXIT.ok;
+      }
       const baseline = await client.pluginCall<{ cpu: string; features: string[]; refused: CpuVerdict[] }>(CPU_PLUGIN, 'baseline');
       out(baseline, () =>
         [`cluster baseline: ${baseline.cpu} (${baseline.features.length} features)`, ...baseline.refused.map((r) => `refused: ${r.message}`)].join('\n'),
@@ -35,6 +41,17 @@ export async function cpuCommand({ client, values, out, positionals }: CommandCo
     default:
       throw usage(`unknown cpu command '${sub ?? ''}' (motus cpu baseline | check VM --to HOST | matrix [--host H,…])`);
   }
+}
+
+function baselineChangeText(c: CpuBaselineChange): string {
+  const lines = [`baseline ${c.from} -> ${c.to} (dry run: nothing changes)`];
+  if (c.added.length > 0) lines.push(`  adds: ${c.added.join(' ')}`);
+  if (c.removed.length > 0) lines.push(`  removes: ${c.removed.join(' ')}`);
+  for (const r of c.refused) lines.push(`  refused: ${r.message}`);
+  for (const v of c.beyond) lines.push(`  ${v.vm} (${v.cpu}) keeps running but may then move only to hosts with: ${v.features.join(' ')}`);
+  for (const v of c.couldGain) lines.push(`  ${v.vm} (${v.cpu}) would gain after a restart: ${v.features.join(' ')}`);
+  lines.push(c.unaffected.length > 0 ? `  unaffected: ${c.unaffected.join(', ')}` : '  unaffected: none');
+  return lines.join('\n');
 }
 
 /** One row per VM, one column per host: `ok`, or the count of missing features (`-3`), or `no`. */

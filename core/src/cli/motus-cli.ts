@@ -35,6 +35,7 @@ const USAGE = `motus — drive a Motus site
                  [--at TIME | --cron EXPR]      TIME: ISO 8601 UTC (…Z) or +90s, +5m, +2h
   motus migrate cancel TASK                     cancel a queued or running migration task
   motus cpu baseline                            the cluster CPU baseline and the hosts it refuses
+  motus cpu baseline --dry-run MODEL|auto       which running VMs that baseline would affect (nothing changes)
   motus cpu check VM --to HOST                  dry run: may VM's CPU run on HOST? (exit 4 when not)
   motus cpu matrix [--host H,…]                 every VM against every host of the cluster
   motus migrate VM --recommend                  every host ranked as its destination, with reasons
@@ -153,6 +154,7 @@ export async function runCli(argv: string[], io: CliIo): Promise<number> {
         mode: { type: 'string' },
         threshold: { type: 'string' },
         interval: { type: 'string' },
+        'dry-run': { type: 'string' },
       },
     });
     json = values.json ?? false;

@@ -1,11 +1,13 @@
-import { MotusError, type CpuCheck, type CpuMatrix, type HostCpuFacts, type HostInfo, type VmInfo } from '@motus/sdk';
+import { MotusError, type CpuBaselineChange, type CpuCheck, type CpuMatrix, type HostCpuFacts, type HostInfo, type VmInfo } from '@motus/sdk';
 import { z } from 'zod';
+import { BaselineSettingSchema } from './config.js';
 import { factsOf } from './host-facts.js';
 import { verdictMatrix } from './matrix.js';
 import { baselineRefusal, PLUGIN_NAME, type CpuPolicy } from './server-cpu.js';
 
 const CheckPayload = z.object({ vm: z.string().min(1), to: z.string().min(1) }).strict();
 const MatrixPayload = z.object({ hosts: z.array(z.string().min(1)).optional() }).strict();
+const BaselineChangePayload = z.object({ baseline: BaselineSettingSchema }).strict();
 
 function parse<T>(schema: z.ZodType<T>, payload: unknown, what: string): T {
   const result = schema.safeParse(payload ?? {});
@@ -41,6 +43,13 @@ export class CpuDryRun {
     if ('verdict' in judged) return { vm: vm.name, host: to, cpu: judged.verdict.cpu, compatible: true, missing: [], message: judged.verdict.message };
     const missing = Array.isArray(judged.veto.data?.['missing']) ? (judged.veto.data['missing'] as string[]) : [];
     return { vm: vm.name, host: to, cpu, compatible: false, code: judged.veto.code, missing, message: judged.veto.reason };
+  }
+
+  /** A baseline change as a dry run over the running VMs (`motus cpu baseline --dry-run NEW`). */
+  async baselineChange(payload: unknown): Promise<CpuBaselineChange> {
+    const { baseline } = parse(BaselineChangePayload, payload, 'a baseline change ({ baseline })');
+    const vms = (await this.site.vms()).filter(running).map((v) => ({ name: v.name, ...(v.spec.cpuModel !== undefined ? { cpuModel: v.spec.cpuModel } : {}) }));
+    return this.policy.baselineChange(baseline, vms);
   }
 
   async matrix(payload: unknown): Promise<CpuMatrix> {

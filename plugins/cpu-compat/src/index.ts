@@ -65,6 +65,7 @@ const plugin: PluginDefinition<CpuCompatConfig> = definePlugin<CpuCompatConfig>(
     ctx.handle('baseline', () => policy.baseline(), { role: 'viewer' });
     ctx.handle('check', (payload) => dryRun.check(payload), { role: 'viewer' });
     ctx.handle('matrix', (payload) => dryRun.matrix(payload), { role: 'viewer' });
+    ctx.handle('baseline-impact', (payload) => dryRun.baselineChange(payload), { role: 'viewer' });
   },
 });
 

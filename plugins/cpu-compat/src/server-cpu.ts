@@ -1,5 +1,5 @@
-import { MotusError, type CpuCompatPolicy, type CpuMask, type CpuVerdict, type HostCpuFacts, type HostInfo, type MigrationHookContext, type Veto } from '@motus/sdk';
-import { computeBaseline, effectiveCpu, type ClusterBaseline } from './baseline.js';
+import { MotusError, type CpuBaselineChange, type CpuCompatPolicy, type CpuMask, type CpuVerdict, type HostCpuFacts, type HostInfo, type MigrationHookContext, type Veto } from '@motus/sdk';
+import { baselineImpact, computeBaseline, effectiveCpu, type BaselineSetting, type ClusterBaseline } from './baseline.js';
 import type { CpuCompatConfig } from './config.js';
 import { CpuModels } from './cpu-spec.js';
 import { factsOf } from './host-facts.js';
@@ -39,14 +39,33 @@ export class CpuPolicy implements CpuCompatPolicy {
     return models;
   }
 
-  async clusterBaseline(): Promise<{ baseline: ClusterBaseline; models: CpuModels }> {
+  async clusterBaseline(setting: BaselineSetting = this.config.baseline): Promise<{ baseline: ClusterBaseline; models: CpuModels }> {
     const names = this.access.clusterHosts();
     if (names.length === 0) {
       throw new MotusError('MOTUS_E_INVALID_REQUEST', `set the cluster's hosts in the ${PLUGIN_NAME} config ('cluster: [host-a, …]') to compute its baseline`, {});
     }
     const facts = await Promise.all(names.map((h) => this.access.facts(h)));
     const models = await this.modelsFor(names[0]!, facts[0]!);
-    return { baseline: computeBaseline(this.config.baseline, facts, models), models };
+    return { baseline: computeBaseline(setting, facts, models), models };
+  }
+
+  /** What setting the baseline to `setting` would do to the running `vms`, with nothing changed. */
+  async baselineChange(setting: BaselineSetting, vms: ReadonlyArray<{ name: string; cpuModel?: string }>): Promise<CpuBaselineChange> {
+    const { baseline: current, models } = await this.clusterBaseline();
+    const { baseline: next } = await this.clusterBaseline(setting);
+    const impact = baselineImpact(current, next, vms, models);
+    const touched = new Set([...impact.beyond, ...impact.couldGain].map((v) => v.vm));
+    const had = new Set(current.features);
+    const will = new Set(next.features);
+    return {
+      from: current.cpu,
+      to: next.cpu,
+      added: next.features.filter((f) => !had.has(f)).sort(),
+      removed: current.features.filter((f) => !will.has(f)).sort(),
+      refused: next.refused,
+      ...impact,
+      unaffected: vms.map((v) => v.name).filter((name) => !touched.has(name)),
+    };
   }
 
   async baseline(): Promise<{ cpu: string; features: string[]; refused: CpuVerdict[] }> {

@@ -71,6 +71,27 @@ export interface CpuCheck {
   message: string;
 }
 
+/**
+ * A cluster baseline change as a dry run (cpu-compat's `baseline-impact` method,
+ * `motus cpu baseline --dry-run NEW`): the baseline it would give and which running
+ * VMs it affects. Nothing changes: the site file's `baseline` stays as it is.
+ */
+export interface CpuBaselineChange {
+  from: string;
+  to: string;
+  /** Features the new baseline has and the current one lacks, and the other way round. */
+  added: string[];
+  removed: string[];
+  /** Hosts of the cluster that could not provide the new baseline. */
+  refused: CpuVerdict[];
+  /** Running VMs whose CPU uses features the new baseline lacks: they keep running, but may only move to hosts that have them. */
+  beyond: Array<{ vm: string; cpu: string; features: string[] }>;
+  /** Running VMs on the current baseline's CPU that would see more features after a restart with the new one. */
+  couldGain: Array<{ vm: string; cpu: string; features: string[] }>;
+  /** Running VMs the change leaves as they are. */
+  unaffected: string[];
+}
+
 /** Every VM of the site against every host of the cluster: cpu-compat's `matrix` method (`motus cpu matrix`). */
 export interface CpuMatrix {
   /** Hosts judged, in order: the configured cluster, else every host of the site. */
