@@ -97,7 +97,7 @@ export class HostSwitch implements NetworkProvider {
     if (this.sw.hasPort(portId)) await this.detach(vm, nic.id);
     // Short file names keep the path inside sun_path's 108 bytes.
     const path = join(this.portsDir, `${(this.nextPort++).toString(36)}.sock`);
-    this.sw.addPort(portId, nic.network);
+    this.sw.addPort(portId, nic.network, mac);
     try {
       this.sockets.set(portId, await PortSocket.listen(this.sw, portId, path));
     } catch (err) {

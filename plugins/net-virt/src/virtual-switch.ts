@@ -8,7 +8,7 @@ import { encodeFrame } from './frame-codec.js';
 import { isGroupAddress, macToString, parseEthernet, popVlanTag, pushVlanTag } from './ethernet.js';
 import { MacTable, type MacTableStats } from './mac-table.js';
 import { PortQueue, type FrameSink, type PortQueueCounters, type PortQueueLimits } from './port-queue.js';
-import { holdKey, SwitchoverHolds, type HoldCounters } from './switchover-hold.js';
+import { holdKey, SwitchoverHolds, unsent, type Hold, type HoldCounters } from './switchover-hold.js';
 
 export interface NetworkDefinition {
   name: string;
@@ -64,6 +64,8 @@ export interface UplinkCounters {
 interface Port {
   id: string;
   network: NetworkDefinition;
+  /** The MAC of the vNIC behind the port, when the switch was told (a VM arriving by migration owns it before it speaks). */
+  mac: string | undefined;
   queue: PortQueue;
   connected: boolean;
   rx: { frames: number; bytes: number; dropped: number };
@@ -115,11 +117,11 @@ export class VirtualSwitch {
     return this.ports.has(id);
   }
 
-  addPort(id: string, networkName: string): void {
+  addPort(id: string, networkName: string, mac?: string): void {
     const network = this.networks.get(networkName);
     if (!network) throw new RangeError(`no network '${networkName}' on this switch`);
     if (this.ports.has(id)) throw new RangeError(`port ${id} exists already`);
-    const port: Port = { id, network, queue: new PortQueue(this.options.queue, encodeFrame), connected: false, rx: { frames: 0, bytes: 0, dropped: 0 }, taps: new Set() };
+    const port: Port = { id, network, mac, queue: new PortQueue(this.options.queue, encodeFrame), connected: false, rx: { frames: 0, bytes: 0, dropped: 0 }, taps: new Set() };
     this.ports.set(id, port);
     this.segments.get(segmentKey(network.vni, network.vlan ?? 0))!.add(port);
   }
@@ -172,7 +174,8 @@ export class VirtualSwitch {
     const group = isGroupAddress(frame);
     if (this.holds.active) {
       this.relearned(vni, vlan, eth.src, `local:${id}`);
-      if (!group && this.holds.offer(holdKey(vni, vlan, eth.dst), frame)) return;
+      const hold = group ? undefined : this.holds.offer(holdKey(vni, vlan, eth.dst), frame);
+      if (hold) return this.sendAhead(hold);
     }
     const target = group ? undefined : table.lookup(eth.dst, vlan);
     if (target === undefined) {
@@ -208,7 +211,8 @@ export class VirtualSwitch {
     const group = isGroupAddress(frame);
     if (this.holds.active) {
       this.relearned(vni, vlan, eth.src, `uplink:${peer}`);
-      if (!group && this.holds.offer(holdKey(vni, vlan, eth.dst), inner)) return;
+      const hold = group ? undefined : this.holds.offer(holdKey(vni, vlan, eth.dst), inner);
+      if (hold) return this.sendAhead(hold);
     }
     const target = group ? undefined : table.lookup(eth.dst, vlan);
     // Split horizon: the uplinks form a full mesh, so nothing goes back out of one —
@@ -219,7 +223,14 @@ export class VirtualSwitch {
     } else if (target.startsWith('local:')) {
       const port = this.ports.get(target.slice(6));
       if (port) this.deliver(port, inner);
-    } else if (this.holds.active && target !== `uplink:${peer}`) {
+    } else if (target === `uplink:${peer}`) {
+      // A peer sends a frame for a MAC it reaches itself only when it hands over the
+      // frames of a VM stopped there to move: the port waiting for that VM here takes
+      // them (its QEMU reads them once the VM runs). The table stays as it is until
+      // the VM speaks from here.
+      const arriving = this.arrivingPort(members, eth.dst);
+      if (arriving) this.deliver(arriving, inner);
+    } else if (this.holds.active) {
       const to = this.holds.redirect(holdKey(vni, vlan, eth.dst));
       if (to === target) this.toUplinks(to.slice(7), vni, vlan, inner);
     }
@@ -247,7 +258,7 @@ export class VirtualSwitch {
     const vni = port.network.vni;
     const vlan = port.network.vlan ?? 0;
     const pending = port.queue.takePending((frame) => frame.length >= 6 && (frame[0]! & 1) === 0 && macToString(frame, 0) === mac);
-    this.holds.hold(portId, { vni, vlan, mac }, since, pending);
+    this.sendAhead(this.holds.hold(portId, { vni, vlan, mac }, since, pending));
   }
 
   /** The VM left without a stop being reported (or recording was never needed): forget what was remembered. */
@@ -272,7 +283,7 @@ export class VirtualSwitch {
   expireHolds(): void {
     for (const hold of this.holds.expired()) {
       const location = this.tables.get(hold.vni)?.lookup(hold.mac, hold.vlan);
-      if (location === undefined || !this.sendTo(location, hold.vni, hold.vlan, hold.frames)) this.holds.countDropped(hold.frames.length);
+      if (location === undefined || !this.sendTo(location, hold.vni, hold.vlan, unsent(hold, location))) this.holds.countDropped(hold.frames.length);
       else this.holds.countRedelivered(hold.frames.length);
     }
   }
@@ -284,6 +295,21 @@ export class VirtualSwitch {
 
   holdStats(): HoldCounters & { holding: number } {
     return { ...this.holds.counters, holding: this.holds.holding };
+  }
+
+  /**
+   * Sends the frames of `hold` not yet sent to every uplink peer, as a switch floods
+   * unknown unicast: the peer where the VM is arriving has a port for its MAC and
+   * takes them; the others drop them by split horizon.
+   */
+  private sendAhead(hold: Hold): void {
+    if (!this.options.uplink || this.options.uplink.peers().length === 0) return;
+    for (const frame of this.holds.handOff(hold)) this.toUplinks(undefined, hold.vni, hold.vlan, frame);
+  }
+
+  private arrivingPort(members: Set<Port>, mac: string): Port | undefined {
+    for (const port of members) if (port.mac === mac) return port;
+    return undefined;
   }
 
   private relearned(vni: number, vlan: number, mac: string, location: string): void {
