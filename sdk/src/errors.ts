@@ -50,6 +50,7 @@ export const ERROR_CODES = {
   MOTUS_E_RATE_LIMITED: 'Too many failed authentications from this address; the data says how many seconds to wait (also the Retry-After header).',
   MOTUS_E_TLS_UNAVAILABLE: "The site requires encrypted migration (migration.encryption: required) and a host of the migration has no migration TLS credentials; the data names the host and why. Nothing was started.",
   MOTUS_E_TLS: "A TLS connection was refused: the peer's certificate is not from the site CA, names another host or role, or no CA was given to trust; the message says which.",
+  MOTUS_E_PRIVILEGES: 'motusd lacks something it needs as the user it runs as (a writable state folder, CAP_NET_BIND_SERVICE for a port below 1024); the message lists each with how to give it, the data has `missing` and `uid`. Nothing was started.',
   MOTUS_E_CA: 'The site CA could not create, sign or rotate a certificate (openssl missing or failing, unreadable CA files); the message carries the cause.',
   MOTUS_E_NFS_PROTOCOL: 'The NFS server or portmapper sent invalid ONC RPC/XDR, or a record over the size limit.',
   MOTUS_E_NFS_RPC_REJECTED: 'The NFS server refused the RPC call: program or version not offered, procedure unknown, bad credentials, garbage arguments, system error.',

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import { MotusError } from '@motus/sdk';
 import { startAllInOne } from '../daemon/all-in-one.js';
-import { reportPrivileges } from '../daemon/privileges.js';
+import { reportPrivileges, requirePrivileges } from '../daemon/privileges.js';
 import { fileLogger, runAgent, runServer, type Running } from '../daemon/roles.js';
 import { loadSiteFile } from '../site/site-file.js';
 
@@ -47,6 +47,8 @@ async function main(argv: string[]): Promise<number> {
   process.umask(0o077);
   const stateDir = values.state ?? process.env.MOTUS_STATE;
   if (!stateDir) throw usage('--state DIR (or MOTUS_STATE) is required');
+  // Before anything is written: what this user lacks is said whole, not as the first EACCES.
+  requirePrivileges({ stateDir });
   let running: Running;
   if (values['all-in-one']) {
     const hosts = values.hosts === undefined ? 2 : Number(values.hosts);
@@ -63,6 +65,7 @@ async function main(argv: string[]): Promise<number> {
   } else if (positionals[0] === 'server') {
     if (!values.site) throw usage('motusd server needs --site FILE');
     const site = loadSiteFile(values.site);
+    requirePrivileges({ stateDir, listen: [site.server.listen] });
     const logger = fileLogger(resolve(stateDir), 'server.log', { role: 'server' });
     reportPrivileges(logger);
     running = await runServer(site, resolve(stateDir), logger);
@@ -74,6 +77,7 @@ async function main(argv: string[]): Promise<number> {
     if (!host) throw new MotusError('MOTUS_E_HOST_NOT_FOUND', `host ${values.name} is not in ${values.site}`, { host: values.name });
     const token = values['agent-token'] ?? (values['agent-token-file'] ? readFileSync(values['agent-token-file'], 'utf8').trim() : undefined);
     if (!token) throw usage('motusd agent needs --agent-token or --agent-token-file');
+    requirePrivileges({ stateDir, listen: [host.listen] });
     const logger = fileLogger(resolve(stateDir), 'agent.log.json', { role: 'agent', host: host.name });
     reportPrivileges(logger);
     const caFile = values.ca ?? process.env.MOTUS_CA;
