@@ -29,7 +29,7 @@ function uidOf(pid: number): number {
 }
 
 describe('motusd without root (as nobody, through setpriv)', function () {
-  this.timeout(600_000);
+  this.timeout(1_200_000);
   const dir = tempDir('unprivileged');
   let daemon: ChildProcess | undefined;
 
@@ -102,7 +102,7 @@ describe('motusd without root (as nobody, through setpriv)', function () {
     const kit = guestKit();
     const spec: VmSpec = { name: 'nobodyvm', memoryMiB: 128, vcpus: 1, boot: { kind: 'kernel', kernel: kit.kernel, initrd: kit.initrd, cmdline: kit.cmdline() } };
     const vm = await client.startVm(spec, 'host-a');
-    await waitFor('heartbeats of the guest of nobody', () => (parseGuestSerial(readFileSync(vm.serialLog!, 'latin1')).heartbeats.length >= 3 ? true : undefined), 240_000, 250);
+    await waitFor('heartbeats of the guest of nobody', () => (parseGuestSerial(readFileSync(vm.serialLog!, 'latin1')).heartbeats.length >= 3 ? true : undefined), 600_000, 250);
     const [qemu] = await qemuPidsOf('nobodyvm');
     expect(uidOf(qemu!), 'QEMU runs as nobody').to.equal(NOBODY);
     const host = (await client.hosts()).find((h) => h.name === 'host-a')!;
