@@ -324,6 +324,9 @@ ${fabric.hosts.map((h) => `        ${h.name}: { vtep: '${h.address}:${VXLAN_PORT
     const storage = storageOf(row);
     const name = vmOf(storage);
     fabric!.restoreAll();
+    // Another ganesha on the machine (other tests) may have taken or dropped our rpcbind
+    // entries, through which QEMU finds the server: a restart registers them again.
+    if (storage === 'nas' && !(await ganesha!.registered())) await ganesha!.restart();
     // On a loaded machine an agent may miss heartbeats for a while; a run starts once both answer.
     await site!.ready();
     const source = await guestWriting(storage);

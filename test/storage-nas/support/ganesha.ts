@@ -27,6 +27,13 @@ export interface GaneshaServer {
   kill(): Promise<void>;
   /** Starts the server again with the same ports, config and export. */
   restart(): Promise<void>;
+  /**
+   * Whether rpcbind still maps NFS and MOUNT v3 to this server's ports. QEMU's NFS
+   * client finds the server through rpcbind only, and rpcbind keeps one entry per
+   * program: another ganesha on the machine registers over it, and unregisters it
+   * when it stops.
+   */
+  registered(): Promise<boolean>;
   /** Stops the server, removes the temporary folder, and stops rpcbind if it was started for it. */
   stop(): Promise<void>;
 }
@@ -150,6 +157,11 @@ EXPORT {
 
   let child: ChildProcess | undefined;
   let launchedAt = 0;
+  const registered = async (): Promise<boolean> => {
+    const nfs = await getPort(NFS_PROG, 3, { host: '127.0.0.1', timeoutMs: 2000 }).catch(() => 0);
+    const mnt = await getPort(MOUNT_PROG, 3, { host: '127.0.0.1', timeoutMs: 2000 }).catch(() => 0);
+    return nfs === nfsPort && mnt === mountPort;
+  };
   const launch = async () => {
     // ganesha derives its write verifier from its start time in whole seconds, so
     // two starts within one second would look like one boot to a client.
@@ -173,9 +185,7 @@ EXPORT {
           if (c.exitCode !== null) throw new Error(`ganesha.nfsd exited with ${c.exitCode}\n${tail()}`);
           if (!(await portOpen(nfsPort, address)) || !(await portOpen(mountPort, address))) return undefined;
           // Registered with rpcbind too, so portmapper lookups in tests see this instance.
-          const registered = await getPort(NFS_PROG, 3, { host: '127.0.0.1', timeoutMs: 2000 }).catch(() => 0);
-          const mnt = await getPort(MOUNT_PROG, 3, { host: '127.0.0.1', timeoutMs: 2000 }).catch(() => 0);
-          return registered === nfsPort && mnt === mountPort ? true : undefined;
+          return (await registered()) ? true : undefined;
         },
         20000,
         150,
@@ -214,6 +224,7 @@ EXPORT {
       if (child) await stopChild(child, 5000);
       await launch();
     },
+    registered,
     async stop() {
       if (stopped) return;
       stopped = true;
