@@ -29,6 +29,7 @@ export const ERROR_CODES = {
   MOTUS_E_MIGRATION_CANCELLED: 'The migration was cancelled; the VM keeps running on the source.',
   MOTUS_E_AFTER_SWITCHOVER: 'A step after the VM resumed on its destination failed with an uncoded error (the message names the step); the VM stays on the destination and the migration completes with a warning.',
   MOTUS_E_MIGRATION_TIMEOUT: 'The migration did not finish within its time limit and was rolled back.',
+  MOTUS_E_LINK_PROBE: 'The link-rate probe between two agents before a migration failed; the migration goes on at the site cap.',
   MOTUS_E_QMP_PROTOCOL: 'QEMU sent bytes that are not valid QMP.',
   MOTUS_E_QMP_COMMAND: 'QEMU answered a QMP command with an error; the data carries its class and description.',
   MOTUS_E_QMP_TIMEOUT: 'QEMU did not answer a QMP command in time.',

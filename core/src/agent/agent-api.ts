@@ -4,7 +4,7 @@ import { httpMetrics } from '../metrics/http-metrics.js';
 import { parseRequest } from '../kernel/request-schemas.js';
 import type { AuthFailureLimits } from '../http/auth-failure-limiter.js';
 import type { HostCredentials } from '../security/host-credentials.js';
-import { EmptyOrderSchema, IncomingOrderSchema, InstallCredentialsSchema, MigrateOrderSchema, PluginCallSchema, RenewCredentialsSchema, StartVmOrderSchema, TuneOrderSchema, FirstHeartbeatOrderSchema } from './agent-schemas.js';
+import { EmptyOrderSchema, IncomingOrderSchema, InstallCredentialsSchema, MigrateOrderSchema, PluginCallSchema, RenewCredentialsSchema, StartVmOrderSchema, TuneOrderSchema, FirstHeartbeatOrderSchema, LinkProbeOrderSchema, LinkProbeSinkOrderSchema } from './agent-schemas.js';
 import type { HostAgent } from './host-agent.js';
 
 export interface AgentApiOptions {
@@ -63,6 +63,11 @@ export function createAgentApi(agent: HostAgent, token: string, logger: Logger, 
       }
       out.end();
       return STREAMED;
+    })
+    .route('POST', '/v1/link-probe/sink', async ({ body }) => agent.openLinkProbe(parseRequest(LinkProbeSinkOrderSchema, body ?? {}, 'link probe sink order').lifetimeMs))
+    .route('POST', '/v1/link-probe', async ({ body }) => {
+      const { sink, ...options } = parseRequest(LinkProbeOrderSchema, body ?? {}, 'link probe order');
+      return agent.probeLink(sink, options);
     })
     .route('POST', '/v1/vms/:name/tune', async ({ params, body }) => agent.tuneMigration(vmName(params), parseRequest(TuneOrderSchema, body ?? {}, 'tuning order').tuning as MigrationTuning))
     .route('POST', '/v1/vms/:name/first-heartbeat', async ({ params, body }) => ({

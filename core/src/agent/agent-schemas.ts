@@ -48,4 +48,15 @@ export const InstallCredentialsSchema = z.object({ cert: pem, ca: pem }).strict(
 
 export const TuneOrderSchema = z.object({ tuning: TuningSchema.default({}) }).strict();
 
+export const LinkProbeSinkOrderSchema = z.object({ lifetimeMs: z.number().int().positive().max(60_000) }).strict();
+
+export const LinkProbeOrderSchema = z
+  .object({
+    sink: z.object({ host: z.string().min(1).max(253), port: z.number().int().min(1).max(65_535) }).strict(),
+    durationMs: z.number().int().positive().max(10_000),
+    maxBytes: z.number().int().positive().max(2 ** 40),
+    timeoutMs: z.number().int().positive().max(60_000),
+  })
+  .strict();
+
 export const FirstHeartbeatOrderSchema = z.object({ timeoutMs: z.number().int().nonnegative().max(600_000).optional() }).strict();

@@ -27,6 +27,7 @@ import { MetricsRegistry } from '../metrics/metrics-registry.js';
 import { readHardwareHealth } from './hardware-health.js';
 import { HostMetricsSampler } from './host-metrics.js';
 import { HeartbeatTail } from './heartbeat-tail.js';
+import { openLinkProbeSink, probeLinkRate, type LinkProbeOptions, type LinkProbeResult, type LinkProbeSink } from './link-probe.js';
 import { TERMINAL_STATUSES, type AgentFacts, type AgentVm, type HostLink, type IncomingOptions, type MigrationTlsFacts, type OutgoingOptions } from './host-link.js';
 
 export interface HostAgentOptions {
@@ -221,6 +222,14 @@ export class HostAgent implements HostLink {
       await this.abortIncoming(spec.name);
       throw err;
     }
+  }
+
+  openLinkProbe(lifetimeMs: number): Promise<LinkProbeSink> {
+    return openLinkProbeSink(this.options.migrationAddress, lifetimeMs);
+  }
+
+  probeLink(sink: LinkProbeSink, options: LinkProbeOptions): Promise<LinkProbeResult> {
+    return probeLinkRate(sink, options);
   }
 
   async *migrateOut(name: string, uri: string, tuning: MigrationTuning, migrationId: string, signal: AbortSignal, options: OutgoingOptions = {}): AsyncGenerator<MigrationProgress> {

@@ -1,4 +1,5 @@
 import type { HardwareHealth, HostMetricsSample, HypervisorFacts, MigrationProgress, MigrationTuning, VmRunState, VmSpec } from '@motus/sdk';
+import type { LinkProbeOptions, LinkProbeResult, LinkProbeSink } from './link-probe.js';
 
 /** What an agent reports about its host. */
 export interface AgentFacts {
@@ -66,6 +67,13 @@ export interface HostLink {
   prepareIncoming(spec: VmSpec, migrationId: string, tuning?: MigrationTuning, options?: IncomingOptions): Promise<{ uri: string }>;
   /** Start sending the VM to `uri`; yields progress samples until a terminal status. */
   migrateOut(name: string, uri: string, tuning: MigrationTuning, migrationId: string, signal: AbortSignal, options?: OutgoingOptions): AsyncIterable<MigrationProgress>;
+  /**
+   * Destination side, before a migration: a one-shot sink on the migration address
+   * for the link-rate probe (link-probe.ts); it closes after one probe or `lifetimeMs`.
+   */
+  openLinkProbe(lifetimeMs: number): Promise<LinkProbeSink>;
+  /** Source side: push bytes to a destination's probe sink and return the rate they arrived at. */
+  probeLink(sink: LinkProbeSink, options: LinkProbeOptions): Promise<LinkProbeResult>;
   continueMigration(name: string): Promise<void>;
   /** Change the running outgoing migration's tuning (the convergence policy's steps). */
   tuneMigration(name: string, tuning: MigrationTuning): Promise<void>;

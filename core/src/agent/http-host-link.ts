@@ -1,6 +1,7 @@
 import { JsonHttpClient, MotusError, expectPeer, type MigrationProgress, type MigrationTuning, type MotusErrorJSON, type VmRunState, type VmSpec } from '@motus/sdk';
 import { currentRequestId, REQUEST_ID_HEADER } from '../kernel/request-context.js';
 import type { AgentFacts, AgentVm, HostLink, IncomingOptions, OutgoingOptions } from './host-link.js';
+import type { LinkProbeOptions, LinkProbeResult, LinkProbeSink } from './link-probe.js';
 
 /** The server's TLS material for talking to agents; `generation` changes when the CA rotates. */
 export interface AgentClientTls {
@@ -109,6 +110,13 @@ export class HttpHostLink implements HostLink {
     } finally {
       clearTimeout(timer);
     }
+  }
+
+  openLinkProbe(lifetimeMs: number): Promise<LinkProbeSink> {
+    return this.call('POST', '/v1/link-probe/sink', { lifetimeMs });
+  }
+  probeLink(sink: LinkProbeSink, options: LinkProbeOptions): Promise<LinkProbeResult> {
+    return this.call('POST', '/v1/link-probe', { sink, ...options }, options.timeoutMs + 5_000);
   }
 
   async continueMigration(name: string): Promise<void> {

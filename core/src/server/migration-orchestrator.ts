@@ -22,7 +22,7 @@ import type { MigrationConfig } from '../site/site-schema.js';
 import type { Inventory } from './inventory.js';
 import { decideEncryption } from './migration-encryption.js';
 import { ProgressRate } from './progress-rate.js';
-import { planConvergence, type ConvergenceContext } from './convergence/convergence-plan.js';
+import { linkProbeOptions, planConvergence, type ConvergenceContext } from './convergence/convergence-plan.js';
 import { ConvergencePolicy } from './convergence/convergence-policy.js';
 
 /** What the orchestrator needs from the platform around it. */
@@ -260,8 +260,12 @@ export class MigrationOrchestrator {
       switchoverCeilingMs: config.downtimeLimitMs,
       timeLimitMs: timeoutMs,
     };
-    const convergence = planConvergence(config.convergence, convergenceCtx);
-    const policy = new ConvergencePolicy(config.convergence, convergenceCtx, convergence);
+    // The link is probed while the destination QEMU starts (the probe never fails: it falls back to the cap).
+    // What the destination must know (multifd channels, post-copy) does not depend on the probe, so the plan
+    // without it gives the destination's tuning; the plan with it, the source's.
+    const probing = this.measureLink(plan, convergenceCtx.maxBandwidthBytesPerSec);
+    let convergence = planConvergence(config.convergence, convergenceCtx);
+    let policy = new ConvergencePolicy(config.convergence, convergenceCtx, convergence);
     let resumedOnDestination = false;
     this.setVmState(vm, 'migrating');
     if (!preReserved) this.reserve(destination.info.name, vm.spec.memoryMiB);
@@ -275,9 +279,12 @@ export class MigrationOrchestrator {
       summary.phase = 'prepare';
       const preparedAt = performance.now();
       // Not abortable: a destination process still being launched must exist before rollback stops it.
-      for (const decision of convergence.decisions) this.emitPolicy(run, decision);
       const destinationTuning = Object.keys(convergence.destination).length > 0 ? convergence.destination : undefined;
-      const { uri } = await destination.link.prepareIncoming(vm.spec, summary.id, destinationTuning, plan.encrypted ? { tls: true } : {});
+      const [link, { uri }] = await Promise.all([probing, destination.link.prepareIncoming(vm.spec, summary.id, destinationTuning, plan.encrypted ? { tls: true } : {})]);
+      const measured = { ...convergenceCtx, ...link };
+      convergence = planConvergence(config.convergence, measured);
+      policy = new ConvergencePolicy(config.convergence, measured, convergence);
+      for (const decision of convergence.decisions) this.emitPolicy(run, decision);
       if (signal.aborted) throw signal.reason;
       unreserve();
       await abortable(hooks.prepareDestination.promise(ctx), signal);
@@ -398,6 +405,24 @@ export class MigrationOrchestrator {
     } finally {
       clearTimeout(timer);
       unreserve();
+    }
+  }
+
+  /**
+   * The link between the two hosts, measured just before the migration (link-probe.ts):
+   * the destination's agent opens a sink on its migration address, the source's agent
+   * pushes at most the cap's worth of PROBE_MS into it. A failed probe is no reason to
+   * refuse the migration: it then runs at the site cap, and the plan says why.
+   */
+  private async measureLink(plan: Plan, capBytesPerSec: number): Promise<Pick<ConvergenceContext, 'link' | 'linkUnmeasured'>> {
+    const options = linkProbeOptions(capBytesPerSec);
+    try {
+      const sink = await withTimeout(plan.destination.link.openLinkProbe(options.timeoutMs), options.timeoutMs, `link probe sink on ${plan.destination.info.name}`);
+      const result = await withTimeout(plan.source.link.probeLink(sink, options), options.timeoutMs + 1_000, `link probe from ${plan.source.info.name}`);
+      return { link: { bytesPerSec: result.bytesPerSec, probeBytes: result.bytes, probeMs: result.ms, lateMs: result.lateMs } };
+    } catch (err) {
+      this.deps.logger.warn('link probe failed; the migration runs at the site cap', { source: plan.source.info.name, destination: plan.destination.info.name, error: String(err) });
+      return { linkUnmeasured: (err as Error).message };
     }
   }
 

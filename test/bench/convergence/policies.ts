@@ -26,6 +26,8 @@ export interface BenchPolicyRun {
 export interface BenchPolicy {
   name: string;
   describe: string;
+  /** Measures the link before it starts, as Motus's orchestrator does (its time counts in the total). */
+  probesLink?: true;
   start(ctx: ConvergenceContext): BenchPolicyRun;
 }
 
@@ -64,6 +66,7 @@ export function motusPolicy(overrides: Partial<ConvergenceConfig> = {}, name = '
   const config = ConvergenceConfigSchema.parse(overrides);
   return {
     name,
+    probesLink: true,
     describe: `Motus: plan + policy (${JSON.stringify(overrides) === '{}' ? 'site defaults' : JSON.stringify(overrides)})`,
     start(ctx) {
       const plan = planConvergence(config, ctx);

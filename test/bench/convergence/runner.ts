@@ -5,7 +5,7 @@
  */
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
-import type { ConvergenceContext } from '@motus/core';
+import { linkProbeOptions, openLinkProbeSink, probeLinkRate, type ConvergenceContext } from '@motus/core';
 import type { MigrationProgress, VmSpec } from '@motus/sdk';
 import type { QemuDriver, QemuVm } from '@motus/hv-qemu';
 import { waitFor, type HeartbeatClock } from '../../support/index.js';
@@ -36,6 +36,8 @@ export interface RunResult {
   throttleReachedPct: number;
   steps: Array<BenchStep & { t: number }>;
   samples: RunSample[];
+  /** The link probe (Motus), ms, overlapped with the destination's launch. */
+  probeMs?: number;
 }
 
 export interface RunInput {
@@ -51,9 +53,23 @@ export interface RunInput {
 
 /** Runs one migration; returns the result and the VM that holds the guest afterwards. */
 export async function runMigration(input: RunInput): Promise<{ result: RunResult; vm: QemuVm }> {
-  const { driver, source, spec, policy, ctx, clock } = input;
-  const run = policy.start(ctx);
+  const { driver, source, spec, policy, clock } = input;
+  let ctx = input.ctx;
+  let probeMs: number | undefined;
+  // Motus probes the link while the destination QEMU starts, as its orchestrator does (nobody's launch
+  // time counts here). Both QEMUs run on this host: the probe goes over loopback.
+  const probing = policy.probesLink ? probe(ctx) : undefined;
   const destination = await driver.launch(spec, { runDir: input.runDir, incoming: true });
+  /** Waiting for a probe that outlasted the launch is the orchestrator's time too: it counts in the total. */
+  let probeWaitMs = 0;
+  if (probing) {
+    const launched = performance.now();
+    const measured = await probing;
+    probeWaitMs = performance.now() - launched;
+    ctx = { ...ctx, ...measured.link };
+    probeMs = measured.ms;
+  }
+  const run = policy.start(ctx);
   clock.watch(destination.serialLog);
   const uri = await destination.listenForMigration('127.0.0.1', 0, run.destination);
   const t0 = performance.now();
@@ -87,6 +103,7 @@ export async function runMigration(input: RunInput): Promise<{ result: RunResult
   }
   const base = {
     policy: policy.name,
+    ...(probeMs !== undefined ? { probeMs } : {}),
     bytes: last?.transferredBytes ?? 0,
     bytesPerMemory: Number(((last?.transferredBytes ?? 0) / ctx.memoryBytes).toFixed(3)),
     rounds: last?.round ?? 0,
@@ -101,13 +118,13 @@ export async function runMigration(input: RunInput): Promise<{ result: RunResult
     await destination.stop(2_000);
     const end = performance.now();
     return {
-      result: { ...base, completed: false, failure, guestPauseMs: Math.round(clock.longestGap(t0, end)), longestGaps: clock.gaps(t0, end, 5), totalTimeMs: Math.round(end - t0) },
+      result: { ...base, completed: false, failure, guestPauseMs: Math.round(clock.longestGap(t0, end)), longestGaps: clock.gaps(t0, end, 5), totalTimeMs: Math.round(end - t0 + probeWaitMs) },
       vm: source,
     };
   }
   await waitFor('the destination to run', async () => ((await destination.runState()) === 'running' ? true : undefined), 15_000, 10);
   const ran = performance.now();
-  const totalTimeMs = Math.round(ran - t0);
+  const totalTimeMs = Math.round(ran - t0 + probeWaitMs);
   // The guest's first heartbeats on the destination, then the longest gap since the migrate command.
   await waitFor('a heartbeat from the destination', () => clock.firstAfter(ran), 15_000, 5);
   await new Promise((resolve) => setTimeout(resolve, 1_000));
@@ -115,6 +132,17 @@ export async function runMigration(input: RunInput): Promise<{ result: RunResult
   const guestPauseMs = Math.round(clock.longestGap(t0, end));
   await source.stop(2_000);
   return { result: { ...base, completed: true, downtimeMs: last?.downtimeMs ?? 0, guestPauseMs, longestGaps: clock.gaps(t0, end, 5), totalTimeMs }, vm: destination };
+}
+
+async function probe(ctx: ConvergenceContext): Promise<{ link: Pick<ConvergenceContext, 'link' | 'linkUnmeasured'>; ms: number }> {
+  const started = performance.now();
+  const options = linkProbeOptions(ctx.maxBandwidthBytesPerSec);
+  try {
+    const result = await probeLinkRate(await openLinkProbeSink('127.0.0.1', options.timeoutMs), options);
+    return { link: { link: { bytesPerSec: result.bytesPerSec, probeBytes: result.bytes, probeMs: result.ms, lateMs: result.lateMs } }, ms: Math.round(performance.now() - started) };
+  } catch (err) {
+    return { link: { linkUnmeasured: (err as Error).message }, ms: Math.round(performance.now() - started) };
+  }
 }
 
 export function runDir(base: string, name: string): string {

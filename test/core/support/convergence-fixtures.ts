@@ -11,6 +11,8 @@ export interface RecordedSeries {
   workload: { name: string; describe: string };
   linkMiBps: number;
   memoryMiB: number;
+  /** The link probe the live migration's plan started from (its max-bandwidth), where it matters to the test. */
+  linkProbe?: { bytesPerSec: number; probeBytes: number; probeMs: number; lateMs: number };
   /** The policy that steered the recorded migration, and the steps it took then. */
   policyLive: string;
   stepsLive: Array<{ t: number; action: string }>;

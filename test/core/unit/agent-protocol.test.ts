@@ -58,6 +58,28 @@ describe('agent protocol over HTTP (fake hypervisor and fabric)', () => {
     expect(facts.storage).to.deep.equal(['fake-san']);
   });
 
+  it('measures the link: a probe sink on the migration address, bytes pushed into it, the count it received', async () => {
+    const sink = await link.openLinkProbe(5_000);
+    expect(sink.host).to.equal('127.0.0.1');
+    const result = await link.probeLink(sink, { durationMs: 5_000, maxBytes: 3 * 1024 * 1024 + 17, timeoutMs: 10_000 });
+    expect(result.bytes).to.equal(3 * 1024 * 1024 + 17);
+    expect(result.bytesPerSec).to.be.greaterThan(0);
+    expect(result.lateMs).to.be.at.least(0);
+    // One probe per sink: it closed after its sender, so a second probe is refused with a coded error.
+    try {
+      await link.probeLink(sink, { durationMs: 100, maxBytes: 1024, timeoutMs: 2_000 });
+      expect.fail('the sink takes one probe');
+    } catch (err) {
+      expect((err as MotusError).code).to.equal('MOTUS_E_LINK_PROBE');
+    }
+    try {
+      await link.probeLink({ host: '127.0.0.1', port: 0 } as never, { durationMs: 100, maxBytes: 1024, timeoutMs: 2_000 });
+      expect.fail('port 0 is no sink');
+    } catch (err) {
+      expect((err as MotusError).code).to.equal('MOTUS_E_INVALID_REQUEST');
+    }
+  });
+
   it('carries plugin calls and their coded errors', async () => {
     expect(await link.pluginCall('@example/echo', 'echo', { n: 7 })).to.deep.equal({ payload: { n: 7 } });
     try {

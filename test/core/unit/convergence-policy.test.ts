@@ -84,28 +84,59 @@ function expectThrottleJustified(series: RecordedSeries, steps: Replayed[], link
 }
 
 describe('convergence plan', () => {
-  it('starts with no throttle and the site target, arms xbzrle on one stream, and says why dirty-limit is out under TCG', () => {
+  it('starts with no throttle and the site target, two multifd channels on two cores (so no xbzrle), and says why dirty-limit is out under TCG', () => {
     const plan = planConvergence(config(), context(undefined));
-    expect(plan.decisions.map((d) => d.action)).to.deep.equal(['start', 'streams', 'arm-xbzrle', 'no-postcopy', 'no-dirty-limit']);
+    expect(plan.decisions.map((d) => d.action)).to.deep.equal(['start', 'streams', 'no-xbzrle', 'no-postcopy', 'no-dirty-limit']);
     expect(plan.source).to.deep.include({ downtimeLimitMs: 100, maxBandwidthBytesPerSec: 256 * MiB });
     // auto-converge must be armed at the start (QEMU refuses capability changes later), at its 1% minimum.
     expect(plan.source.throttle).to.deep.equal({ initialPct: 1, incrementPct: 1, maxPct: 1, triggerThresholdPct: 100 });
-    expect(plan.source.xbzrle).to.deep.equal({ cacheBytes: 32 * MiB });
-    expect(plan.source.multifd).to.equal(undefined);
-    expect(plan.destination).to.deep.equal({});
-    expect(plan.decisions[1]!.reason).to.match(/one stream: .*1 core\(s\) spare beside 1 vCPU/);
+    expect(plan.source.multifd).to.deep.equal({ channels: 2 });
+    expect(plan.destination).to.deep.equal({ multifd: { channels: 2 } });
+    expect(plan.decisions[1]!.reason).to.match(/2 multifd channels: 256 MiB\/s needs 1 channel\(s\).*at least 2.*2 core\(s\)/);
+    expect(plan.decisions[0]!.reason).to.match(/bandwidth 256 MiB\/s \(site cap; link not measured\)/);
     expect(plan.decisions[4]!.reason).to.match(/unavailable under tcg: the tcg accelerator has no dirty ring/);
   });
 
-  it('picks multifd channels from the cap and the spare cores, on both ends, and then arms neither xbzrle nor post-copy', () => {
+  it('on one stream (multifd off, or one core) arms xbzrle with a probe cache', () => {
+    for (const plan of [planConvergence(config({ multifd: 'off' }), context(undefined)), planConvergence(config(), context(undefined, { sourceCpus: 1 }))]) {
+      expect(plan.streams).to.deep.equal({ kind: 'single' });
+      expect(plan.source.xbzrle).to.deep.equal({ cacheBytes: 32 * MiB });
+      expect(plan.source.multifd).to.equal(undefined);
+      expect(plan.destination).to.deep.equal({});
+    }
+  });
+
+  it('sets the bandwidth from the measured link, never above the site cap', () => {
+    const slow = planConvergence(config(), context(undefined, { link: { bytesPerSec: 100 * MiB, probeBytes: 20 * MiB, probeMs: 200, lateMs: 0.5 } }));
+    expect(slow.source.maxBandwidthBytesPerSec).to.equal(100 * MiB);
+    expect(slow.decisions[0]!.reason).to.match(/bandwidth 100 MiB\/s \(measured link, below the 256 MiB\/s site cap: probe: 20 MiB in 200 ms = 100 MiB\/s\)/);
+    expect(slow.decisions[0]!.values).to.deep.include({ maxBandwidthMiBps: 100, linkMiBps: 100, probeMs: 200 });
+    const fast = planConvergence(config(), context(undefined, { link: { bytesPerSec: 3000 * MiB, probeBytes: 51 * MiB, probeMs: 17, lateMs: 0.5 } }));
+    expect(fast.source.maxBandwidthBytesPerSec).to.equal(256 * MiB);
+    expect(fast.decisions[0]!.reason).to.match(/site cap; the link carries more/);
+    // A probe whose processes waited for a CPU read the host, not the link: the cap stays.
+    const starved = planConvergence(config(), context(undefined, { link: { bytesPerSec: 16 * MiB, probeBytes: 8 * MiB, probeMs: 500, lateMs: 11 } }));
+    expect(starved.source.maxBandwidthBytesPerSec).to.equal(256 * MiB);
+    expect(starved.decisions[0]!.reason).to.match(/site cap; probe: 8\.0 MiB in 500 ms = 16 MiB\/s, but its processes waited for a CPU \(timers 11 ms late\)/);
+    const failed = planConvergence(config(), context(undefined, { linkUnmeasured: 'link probe to 10.0.0.2:40000 failed: ECONNREFUSED' }));
+    expect(failed.source.maxBandwidthBytesPerSec).to.equal(256 * MiB);
+    expect(failed.decisions[0]!.reason).to.match(/link not measured: link probe .* ECONNREFUSED/);
+    // The destination starts while the link is probed: what it must know (the channels) does not depend on the probe.
+    const big = context(undefined, { sourceCpus: 16, destinationCpus: 16, maxBandwidthBytesPerSec: 8192 * MiB });
+    const wide = planConvergence(config(), { ...big, link: { bytesPerSec: 3072 * MiB, probeBytes: 600 * MiB, probeMs: 200, lateMs: 0.5 } });
+    expect(wide.destination).to.deep.equal(planConvergence(config(), big).destination).and.deep.equal({ multifd: { channels: 8 } });
+    expect(wide.source.maxBandwidthBytesPerSec).to.equal(3072 * MiB);
+  });
+
+  it('picks multifd channels from the link and the cores, on both ends, and then arms neither xbzrle nor post-copy', () => {
     const plan = planConvergence(config(), context(undefined, { sourceCpus: 16, destinationCpus: 32, vcpus: 2, maxBandwidthBytesPerSec: 4096 * MiB }));
     expect(plan.streams).to.deep.equal({ kind: 'multifd', channels: 4 });
     expect(plan.source.multifd).to.deep.equal({ channels: 4 });
     expect(plan.destination).to.deep.equal({ multifd: { channels: 4 } });
     expect(plan.source.xbzrle).to.equal(undefined);
     expect(plan.decisions.find((d) => d.action === 'no-xbzrle')!.reason).to.match(/cannot combine it with multifd/);
-    // Cores bound it too: 4 cores, 2 vCPUs leave 2 channels for a link that wants 4.
-    expect(planConvergence(config(), context(undefined, { sourceCpus: 4, destinationCpus: 4, vcpus: 2, maxBandwidthBytesPerSec: 4096 * MiB })).streams).to.deep.equal({ kind: 'multifd', channels: 2 });
+    // Cores bound it too: 2 cores give 2 channels for a link that wants 4.
+    expect(planConvergence(config(), context(undefined, { sourceCpus: 2, destinationCpus: 4, vcpus: 2, maxBandwidthBytesPerSec: 4096 * MiB })).streams).to.deep.equal({ kind: 'multifd', channels: 2 });
     expect(planConvergence(config({ multifd: 'off' }), context(undefined, { sourceCpus: 16, destinationCpus: 16, maxBandwidthBytesPerSec: 4096 * MiB })).streams).to.deep.equal({ kind: 'single' });
     expect(planConvergence(config({ multifd: 3 }), context(undefined)).streams).to.deep.equal({ kind: 'multifd', channels: 3 });
   });
@@ -130,7 +161,8 @@ describe('convergence plan', () => {
 describe('convergence policy on recorded progress series', () => {
   it('hot writer (recorded): throttles only on sustained pressure, keeps xbzrle once QEMU measured it compresses, raises the target only with the throttle at its ceiling', () => {
     const series = recordedSeries('hot-writer');
-    const { steps, links, actions } = replay(series);
+    // Recorded on one stream with xbzrle armed (the plan of then on two cores; multifd off now).
+    const { steps, links, actions } = replay(series, config({ multifd: 'off' }));
     expect(actions).to.include.members(['measure-link', 'keep-xbzrle', 'enable-throttle', 'raise-throttle']);
     expect(actions.indexOf('enable-throttle')).to.be.lessThan(actions.indexOf('raise-throttle'));
     expectThrottleJustified(series, steps, links);
@@ -203,7 +235,7 @@ describe('convergence policy on recorded progress series', () => {
 
   it('whole-page rewrites (recorded): xbzrle is dropped once QEMU shows re-sent pages do not compress', () => {
     const series = recordedSeries('scribble');
-    const { steps } = replay(series);
+    const { steps } = replay(series, config({ multifd: 'off' }));
     const drop = steps.find((s) => s.decision.action === 'drop-xbzrle')!;
     expect(drop, 'drop-xbzrle').to.not.equal(undefined);
     const x = drop.sample.xbzrle!;
@@ -217,6 +249,33 @@ describe('convergence policy on recorded progress series', () => {
       const { actions } = replay(recordedSeries(name));
       expect(actions.filter((a) => ESCALATIONS.has(a)), name).to.deep.equal([]);
     }
+  });
+
+  it('a probe that read the link low (recorded at load 21): QEMU pinned at that limit raises it to the site cap, before anything is asked of the guest', () => {
+    const series = recordedSeries('steady-probe-low');
+    const ctx = context(series, { link: series.linkProbe! });
+    const { plan, steps, policy } = replay(series, config(), ctx);
+    expect(plan.source.maxBandwidthBytesPerSec).to.equal(series.linkProbe!.bytesPerSec);
+    const raise = steps.filter((s) => s.decision.action === 'raise-bandwidth');
+    expect(raise, 'one raise').to.have.length(1);
+    const at = raise[0]!;
+    expect(at.decision.tune).to.deep.equal({ maxBandwidthBytesPerSec: 256 * MiB });
+    // Justified: the sample and the two before it sent at 90% of the limit or more.
+    for (let k = at.index - 2; k <= at.index; k++) expect(series.samples[k]!.throughputBytesPerSec, `sample ${k}`).to.be.at.least(series.linkProbe!.bytesPerSec * 0.9);
+    expect(steps.findIndex((s) => ESCALATIONS.has(s.decision.action)), 'before any throttle').to.be.greaterThan(steps.indexOf(at));
+    expect(at.sample.round).to.equal(1);
+    expect(policy.state.bandwidthBytesPerSec).to.equal(256 * MiB);
+  });
+
+  it('with the cap in force (no probe, or one at the cap) the bandwidth is never touched', () => {
+    for (const name of ['idle', 'steady', 'bursty', 'hot-writer', 'hot-writer-unsteered']) {
+      const { actions } = replay(recordedSeries(name), config({ multifd: 'off' }));
+      expect(actions, name).to.not.include('raise-bandwidth');
+    }
+    // Starved probe: the plan kept the cap, so nothing to raise either.
+    const series = recordedSeries('steady-probe-low');
+    const { actions } = replay(series, config(), context(series, { link: { ...series.linkProbe!, lateMs: 40 } }));
+    expect(actions).to.not.include('raise-bandwidth');
   });
 
   it('bursty guest (recorded): any throttle step comes from a burst the link could not keep up with', () => {

@@ -72,7 +72,11 @@ describe('migration orchestrator (fake hypervisor)', () => {
     const b = await platform.agents.get('host-b')!.facts();
     expect(a.vms).to.have.length(0);
     expect(b.vms.map((v) => [v.name, v.role])).to.deep.equal([['vm1', 'running']]);
-    expect(world.launched[0]!.tuning?.maxBandwidthBytesPerSec).to.equal(1024 * 1024 * 1024);
+    // The link between the agents was probed first; the bandwidth is its rate, at most the site cap (1 GiB/s).
+    const start = events.find((e): e is Extract<MigrationEvent, { type: 'policy' }> => e.type === 'policy' && e.action === 'start')!;
+    expect(start.reason).to.match(/bandwidth \d+ MiB\/s \((measured link|site cap).*probe: /);
+    expect(world.launched[0]!.tuning?.maxBandwidthBytesPerSec).to.be.greaterThan(0).and.at.most(1024 * 1024 * 1024);
+    expect(world.launched[0]!.tuning?.maxBandwidthBytesPerSec).to.equal((start.values!.maxBandwidthMiBps as number) * 1024 * 1024);
   });
 
   it('replays the events of a finished migration to a late subscriber', async () => {

@@ -22,6 +22,14 @@ export const PRESSURE_SAMPLES = 3;
 export const PRESSURE_RATIO = 0.5;
 /** Busy samples (about 2 s at the agent's 250 ms) the link rate is the best of. */
 export const LINK_WINDOW = 8;
+/**
+ * The bandwidth set from the link probe is a lower bound of the link (a probe on a
+ * loaded host reads its own CPU starvation): QEMU sending at AT_LIMIT_RATIO of it or
+ * more for AT_LIMIT_SAMPLES samples in a row shows the link carries at least that,
+ * and the limit goes to the site's cap.
+ */
+export const AT_LIMIT_RATIO = 0.9;
+export const AT_LIMIT_SAMPLES = 3;
 /** A dirty set (remaining bytes as a round starts) that has not fallen by 10% for HOLD_ROUNDS and HOLD_MS is a stall. */
 export const STALL_PROGRESS = 0.9;
 /** QEMU's throttle runs each vCPU for 10 ms, then sleeps it for pct / (100 - pct) of that. */
@@ -55,6 +63,8 @@ export interface ConvergenceState {
   postcopy: 'off' | 'armed' | 'started';
   /** Link rate measured while the sender was busy, bytes/s. */
   linkBytesPerSec?: number;
+  /** QEMU's max-bandwidth in force, bytes/s. */
+  bandwidthBytesPerSec: number;
   aborted: boolean;
 }
 
@@ -94,6 +104,7 @@ export class ConvergencePolicy {
    */
   private readonly roundSizes: Array<{ round: number; bytes: number }> = [];
   private readonly busyRates: number[] = [];
+  private atLimitStreak = 0;
 
   constructor(
     private readonly config: ConvergenceConfig,
@@ -106,6 +117,7 @@ export class ConvergencePolicy {
       throttleReachedPct: 0,
       xbzrle: plan.xbzrleArmed ? 'probing' : 'off',
       postcopy: plan.postcopyArmed ? 'armed' : 'off',
+      bandwidthBytesPerSec: plan.source.maxBandwidthBytesPerSec ?? ctx.maxBandwidthBytesPerSec,
       aborted: false,
     };
   }
@@ -138,6 +150,8 @@ export class ConvergencePolicy {
         },
       ];
     }
+    const bandwidth = this.raiseBandwidth(sample, throughput);
+    if (bandwidth) out.push(bandwidth);
     // Round 1 is the bulk copy of all memory: nothing is re-sent yet, no rate is dirty.
     if (sample.round < 2) return out;
     const link = this.link(throughput);
@@ -203,6 +217,27 @@ export class ConvergencePolicy {
     return out;
   }
 
+  /**
+   * From the first sample on, bulk copy included: a limit below the cap that QEMU
+   * keeps reaching is the probe's under-reading, and every round at it is time lost.
+   * Not a step of the ladder (it asks nothing of the guest), so it neither waits for
+   * nor delays one.
+   */
+  private raiseBandwidth(sample: MigrationProgress, throughput: number): ConvergenceDecision | undefined {
+    const limit = this.state.bandwidthBytesPerSec;
+    const cap = this.ctx.maxBandwidthBytesPerSec;
+    if (limit >= cap) return undefined;
+    this.atLimitStreak = sample.round >= 1 && throughput >= limit * AT_LIMIT_RATIO ? this.atLimitStreak + 1 : 0;
+    if (this.atLimitStreak < AT_LIMIT_SAMPLES) return undefined;
+    this.state.bandwidthBytesPerSec = cap;
+    return {
+      action: 'raise-bandwidth',
+      reason: `QEMU sent at ${mibps(throughput)} for ${this.atLimitStreak} samples, at its ${mibps(limit)} limit from the link probe (round ${sample.round}): the link carries at least that, so the probe read low (a loaded host); bandwidth → ${mibps(cap)} (site cap)`,
+      values: { maxBandwidthMiBps: Math.round(cap / MiB), fromMiBps: Math.round(limit / MiB) },
+      tune: { maxBandwidthBytesPerSec: cap },
+    };
+  }
+
   /** The largest remaining seen in this round and the one before: what a round starts with. */
   private roundSize(sample: MigrationProgress): number {
     const last = this.roundSizes.at(-1);
@@ -217,7 +252,7 @@ export class ConvergencePolicy {
   }
 
   private stepped(out: ConvergenceDecision[], sample: MigrationProgress): ConvergenceDecision[] {
-    if (out.some((d) => d.action !== 'measure-link')) {
+    if (out.some((d) => d.action !== 'measure-link' && d.action !== 'raise-bandwidth')) {
       this.lastStep = { round: sample.round, ms: sample.totalTimeMs };
       // A step is progress in itself: the stall clock starts again under the new setting. The pressure
       // streaks go on: they are measurements, and the hold-off already waits for the step's effect.
