@@ -152,7 +152,11 @@ export class MotusServer implements Platform {
       logger: options.logger,
       vms: () => inventory.vms(),
       knownHost: (name) => this.knownHost(name),
-      submit: (request) => this.tasks.submit(request),
+      // A schedule is an operator's own destination too: its runs are held to the placement rules (no override).
+      submit: async (request) => {
+        this.placement.checkDestination(request.vm, request.destination, { ignoreRules: false, by: request.requestedBy ?? 'unknown' });
+        return this.tasks.submit(request);
+      },
       missedRunGraceSeconds: this.limitsSite.tasks.missedRunGraceSeconds,
     });
     this.placement = new PlacementService({

@@ -169,6 +169,22 @@ describe('placement: initial placement and rules on --to (fake hypervisor)', () 
     expect((await cli('migrate', 'web2', '--force')).code, '--force needs --to').to.equal(2);
   });
 
+  it('holds a scheduled migration to the rules when it runs: refused with the rule, nothing moved', async () => {
+    const dbHost = (await hostOf('db'))!;
+    const other = ['host-a', 'host-b', 'host-c'].find((h) => h !== dbHost)!;
+    const schedule = await client.createSchedule({ target: { vms: ['db'] }, destination: other, at: new Date(Date.now() + 800).toISOString() });
+    const refused = await waitFor(
+      'the scheduled run refused',
+      async () => (await client.audit({ vm: 'db' })).find((r) => r.action === 'migration.request' && r.outcome === 'MOTUS_E_PLACEMENT_RULE' && r.destination === other),
+      10_000,
+      50,
+    );
+    expect(refused.detail).to.deep.include({ rules: ['together'] });
+    expect((await client.tasks()).some((t) => t.vm === 'db' && t.destination === other), 'no task was made').to.equal(false);
+    expect(await hostOf('db')).to.equal(dbHost);
+    await client.deleteSchedule(schedule.id).catch(() => undefined);
+  });
+
   it('refuses a host in maintenance as a destination, even with --force', async () => {
     const appHost = await hostOf('app');
     const target = ['host-a', 'host-b', 'host-c'].find((h) => h !== appHost)!;
