@@ -212,7 +212,7 @@ export class VirtualSwitch {
     if (this.holds.active) {
       this.relearned(vni, vlan, eth.src, `uplink:${peer}`);
       const hold = group ? undefined : this.holds.offer(holdKey(vni, vlan, eth.dst), inner);
-      if (hold) return this.sendAhead(hold);
+      if (hold) return this.sendAhead(hold, peer);
     }
     const target = group ? undefined : table.lookup(eth.dst, vlan);
     // Split horizon: the uplinks form a full mesh, so nothing goes back out of one —
@@ -298,13 +298,15 @@ export class VirtualSwitch {
   }
 
   /**
-   * Sends the frames of `hold` not yet sent to every uplink peer, as a switch floods
-   * unknown unicast: the peer where the VM is arriving has a port for its MAC and
-   * takes them; the others drop them by split horizon.
+   * Sends the frames of `hold` not yet sent to every uplink peer but `from` (where
+   * the newest came from), as a switch floods unknown unicast: the peer where the VM
+   * is arriving has a port for its MAC and takes them; the others drop them by split
+   * horizon.
    */
-  private sendAhead(hold: Hold): void {
-    if (!this.options.uplink || this.options.uplink.peers().length === 0) return;
-    for (const frame of this.holds.handOff(hold)) this.toUplinks(undefined, hold.vni, hold.vlan, frame);
+  private sendAhead(hold: Hold, from?: string): void {
+    const peers = this.options.uplink?.peers().filter((p) => p !== from) ?? [];
+    if (peers.length === 0) return;
+    for (const frame of this.holds.handOff(hold)) for (const peer of peers) this.toUplinks(peer, hold.vni, hold.vlan, frame);
   }
 
   private arrivingPort(members: Set<Port>, mac: string): Port | undefined {
