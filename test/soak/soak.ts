@@ -10,7 +10,7 @@
 import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { MigrationEvent, VmSpec } from '@motus/sdk';
-import { alive, guestKit, parseHeartbeats, qemuPidsOf, repoRoot, requireCommand, startSite, waitFor } from '../support/index.js';
+import { alive, guestKit, parseHeartbeats, qemuPidsOf, repoRoot, requireCommand, startSite, twoHostSiteYaml, waitFor } from '../support/index.js';
 
 /** Growth allowed between the warm-up and the end, per process. */
 const FD_BOUND = 16;
@@ -40,16 +40,7 @@ function spec(name: string): VmSpec {
 }
 
 requireCommand('qemu-system-x86_64', 'qemu-system-x86');
-const site = await startSite(`
-site: soak
-migration:
-  maxBandwidthMiBps: 512
-hosts:
-  - name: host-a
-    memoryMiB: 1024
-  - name: host-b
-    memoryMiB: 1024
-plugins:
+const site = await startSite(`${twoHostSiteYaml('soak', 512)}plugins:
   - package: '@motus/hv-qemu'
 # Only the soak's own migrations run: no balancing, and a loaded machine's health
 # verdict evacuates nothing.

@@ -1,6 +1,7 @@
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname, join } from 'node:path';
 import { fileURLToPath } from 'node:url';
+import { requireCommand } from './system.js';
 
 /** What test/guest-kit/build.sh recorded about the kit it built. */
 export interface GuestKitManifest {
@@ -69,6 +70,13 @@ function kitRepoRoot(): string {
 function positiveInteger(name: string, value: number): number {
   if (!Number.isInteger(value) || value <= 0) throw new Error(`guest kit: ${name} must be a positive integer, got ${value}`);
   return value;
+}
+
+/** What a site needs to run guest-kit VMs: QEMU, setpriv (QEMU dies with its agent) and the built kit; fails saying how to get what is missing. */
+export function requireGuestKitSite(): GuestKit {
+  requireCommand('qemu-system-x86_64', 'qemu-system-x86');
+  requireCommand('setpriv', 'util-linux');
+  return guestKit();
 }
 
 /** The built guest kit; throws, saying how to build it, when it is missing. */

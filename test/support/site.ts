@@ -78,6 +78,25 @@ export async function startSite(siteYaml: string, env: Record<string, string> = 
   };
 }
 
+/** The head of a site file: host-a and host-b with 1 GiB each, and the per-migration bandwidth cap. */
+export function twoHostSiteYaml(site: string, maxBandwidthMiBps: number): string {
+  return `
+site: ${site}
+migration:
+  maxBandwidthMiBps: ${maxBandwidthMiBps}
+hosts:
+  - name: host-a
+    memoryMiB: 1024
+  - name: host-b
+    memoryMiB: 1024
+`;
+}
+
+/** Each host's facts of one plugin, by host name (undefined where the plugin reports none). */
+export async function pluginFactsByHost<T>(client: MotusClient, plugin: string): Promise<Map<string, T | undefined>> {
+  return new Map((await client.hosts()).map((h) => [h.name, h.plugins[plugin] as T | undefined]));
+}
+
 /** QEMU processes whose command line names this VM (source and destination copies). */
 export function qemuPidsOf(vm: string): Promise<number[]> {
   return new Promise((resolve, reject) => {

@@ -3,7 +3,7 @@ import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
 import type { Page } from 'playwright-core';
 import { HttpTransport, MotusClient, type VmSpec } from '@motus/sdk';
-import { guestKit, parseExposition, requireCommand, startSite, valueOf, waitFor, type TestSite } from '../../support/index.js';
+import { guestKit, parseExposition, requireCommand, requireGuestKitSite, startSite, twoHostSiteYaml, valueOf, waitFor, type TestSite } from '../../support/index.js';
 import { artefactsDir, launchChromium } from '../../support/browser.js';
 
 const VM = 'web-1';
@@ -52,20 +52,9 @@ describe('web console in headless Chromium, with metrics, against a real all-in-
   const shots = artefactsDir('console');
 
   before(async () => {
-    requireCommand('qemu-system-x86_64', 'qemu-system-x86');
-    requireCommand('setpriv', 'util-linux');
+    requireGuestKitSite();
     requireCommand('chromium', 'chromium');
-    guestKit();
-    site = await startSite(`
-site: console
-migration:
-  maxBandwidthMiBps: 8
-hosts:
-  - name: host-a
-    memoryMiB: 1024
-  - name: host-b
-    memoryMiB: 1024
-plugins:
+    site = await startSite(`${twoHostSiteYaml('console', 8)}plugins:
   - package: '@motus/hv-qemu'
 `, { MOTUS_LOG_LEVEL: 'info' });
     ({ url, token: adminToken, ca: siteCa } = JSON.parse(readFileSync(join(site.stateDir, 'client.json'), 'utf8')) as { url: string; token: string; ca: string });

@@ -3,19 +3,10 @@ import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { MigrationEvent, VmInfo, VmSpec } from '@motus/sdk';
 import { HeartbeatClock, guestKit, heartbeatBreaks, parseGuestSerial, readSerial, requireCommand, waitFor } from '../../support/index.js';
-import { qemuPidsOf, startSite, type TestSite } from '../../support/site.js';
+import { qemuPidsOf, startSite, twoHostSiteYaml, type TestSite } from '../../support/site.js';
 
 /** A 256 MiB/s link (the site's per-migration cap) and a guest that dirties more than that. */
-const SITE = `
-site: e2e-converge
-migration:
-  maxBandwidthMiBps: 256
-hosts:
-  - name: host-a
-    memoryMiB: 1024
-  - name: host-b
-    memoryMiB: 1024
-`;
+const SITE = twoHostSiteYaml('e2e-converge', 256);
 
 function hotWriter(): VmSpec {
   const kit = guestKit();

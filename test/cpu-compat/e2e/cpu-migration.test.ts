@@ -11,8 +11,8 @@ import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { CpuModels, hostCpuFacts, isVendorNeutral, parseCpuInfo, parseCpuString, formatCpuString, probeQemuCpus, type QemuCpuReport } from '@motus/cpu-compat';
 import { MotusError, type CpuCheck, type CpuMatrix, type HostCpuFacts, type MigrationEvent, type Veto, type VmInfo, type VmSpec } from '@motus/sdk';
-import { guestKit, parseHeartbeats, requireCommand, waitFor } from '../../support/index.js';
-import { alive, qemuPidsOf, startSite, type TestSite } from '../../support/site.js';
+import { guestKit, parseHeartbeats, requireGuestKitSite, waitFor } from '../../support/index.js';
+import { alive, qemuPidsOf, startSite, twoHostSiteYaml, type TestSite } from '../../support/site.js';
 
 function spec(name: string, cpuModel: string): VmSpec {
   const kit = guestKit();
@@ -52,9 +52,7 @@ describe('cpu-compat end to end: a CPU-feature veto, then a masked VM that migra
   let expectedMissing: string[];
 
   before(async () => {
-    requireCommand('qemu-system-x86_64', 'qemu-system-x86');
-    requireCommand('setpriv', 'util-linux');
-    guestKit();
+    requireGuestKitSite();
     // Choose the models from what this machine's QEMU says, so the test holds on
     // Intel and AMD machines, under TCG or KVM.
     const report: QemuCpuReport = await probeQemuCpus();
@@ -75,16 +73,7 @@ describe('cpu-compat end to end: a CPU-feature veto, then a masked VM that migra
     olderModel = older.name;
     const olderFeatures = new Set(older.features.filter((f) => here.features.includes(f)));
     expectedMissing = [...models.features(parseCpuString(avxCpu))].filter((f) => !olderFeatures.has(f)).sort();
-    site = await startSite(`
-site: cpu-e2e
-migration:
-  maxBandwidthMiBps: 256
-hosts:
-  - name: host-a
-    memoryMiB: 1024
-  - name: host-b
-    memoryMiB: 1024
-plugins:
+    site = await startSite(`${twoHostSiteYaml('cpu-e2e', 256)}plugins:
   - package: '@motus/hv-qemu'
   - package: '@motus/cpu-compat'
     config:

@@ -15,10 +15,10 @@
 import { expect } from 'chai';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { MotusError, type HostInfo, type MigrationEvent } from '@motus/sdk';
+import { MotusError, type MigrationEvent } from '@motus/sdk';
 import { diskPath, type FcHostFacts } from '@motus/storage-fc';
 import { requireCommand, tempDir, waitFor } from '../../support/index.js';
-import { qemuPidsOf, startSite, type TestSite } from '../../support/site.js';
+import { pluginFactsByHost, qemuPidsOf, startSite, type TestSite } from '../../support/site.js';
 import { DISK_RECORD_BYTES, acknowledgedSeqs, diskRecordProblem, diskWriterSiteYaml, diskWriterSpec, migrateAndFollow, vmInfoOf } from '../../support/disk-writer-guest.js';
 import { buildFcHost, loadFixture, type BuiltHost } from '../support/fc-fixture.js';
 import { attachLoop, type LoopDevice } from '../support/loop-device.js';
@@ -26,10 +26,6 @@ import { attachLoop, type LoopDevice } from '../support/loop-device.js';
 const PLUGIN = '@motus/storage-fc';
 const LUN1 = '0x600a0980383030454f2b4d6c6e6f7001';
 const LUN5 = '0x600a0980383030454f2b4d6c6e6f7005';
-
-function fcFacts(host: HostInfo | undefined): FcHostFacts | undefined {
-  return host?.plugins[PLUGIN] as FcHostFacts | undefined;
-}
 
 function argvOf(pid: number): string[] {
   return readFileSync(`/proc/${pid}/cmdline`, 'latin1').split('\0');
@@ -43,7 +39,7 @@ describe('FC datastore: a writing guest on a WWN-named LUN migrates host-a → h
   const trees = new Map<string, BuiltHost>();
   let site: TestSite | undefined;
   const serialLogs: string[] = [];
-  const hostsFacts = async () => new Map((await site!.client.hosts()).map((h) => [h.name, fcFacts(h)]));
+  const hostsFacts = () => pluginFactsByHost<FcHostFacts>(site!.client, PLUGIN);
   const mapOf = (host: string) => join(dir.path, host, 'dev', 'disk', 'by-id', `dm-uuid-mpath-3${LUN1.slice(2)}`);
 
   before(async () => {

@@ -6,7 +6,7 @@
  * throughout.
  */
 import { expect } from 'chai';
-import { MotusError, type HostInfo, type MigrationEvent, type VmSpec } from '@motus/sdk';
+import { MotusError, type MigrationEvent, type VmSpec } from '@motus/sdk';
 import { IscsiSession, diskUrl, keyHex, reservationKey, type IscsiDatastoreView, type IscsiHostFacts } from '@motus/storage-iscsi';
 import {
   acknowledgedSeqs as acknowledged,
@@ -16,14 +16,13 @@ import {
   destinationFreezer,
   freezeAtSwitchover,
   diskWriterSpec,
-  guestKit,
   migrateAndFollow,
-  requireCommand,
+  requireGuestKitSite,
   vmInfoOf,
   waitFor,
   watchChanges,
 } from '../../support/index.js';
-import { qemuPidsOf, startSite, type TestSite } from '../../support/site.js';
+import { pluginFactsByHost, qemuPidsOf, startSite, type TestSite } from '../../support/site.js';
 import { startTgt, type Tgt } from '../support/tgt.js';
 
 const LUN_MIB = 32;
@@ -51,10 +50,6 @@ function siteYaml(tgt: Tgt): string {
   );
 }
 
-function iscsiFacts(host: HostInfo | undefined): IscsiHostFacts | undefined {
-  return host?.plugins[PLUGIN] as IscsiHostFacts | undefined;
-}
-
 const KEY = { 'host-a': keyHex(reservationKey('host-a')), 'host-b': keyHex(reservationKey('host-b')) } as const;
 const nameOf = (key: bigint): string => Object.entries(KEY).find(([, k]) => k === keyHex(key))?.[0] ?? keyHex(key);
 
@@ -68,7 +63,7 @@ describe('iSCSI datastore: a writing guest on a LUN migrates A → B → A (all-
   const serialLogs: string[] = [];
 
   const vmInfo = (name: string) => vmInfoOf(site!.client, name);
-  const hostsFacts = async () => new Map((await site!.client.hosts()).map((h) => [h.name, iscsiFacts(h)]));
+  const hostsFacts = () => pluginFactsByHost<IscsiHostFacts>(site!.client, PLUGIN);
   /** Who is registered on the LUN, as the target itself says (READ KEYS through the test's own session). */
   const owners = async (): Promise<string> => {
     const { keys } = await probe.lun(1).readKeys();
@@ -76,9 +71,7 @@ describe('iSCSI datastore: a writing guest on a LUN migrates A → B → A (all-
   };
 
   before(async () => {
-    requireCommand('qemu-system-x86_64', 'qemu-system-x86');
-    requireCommand('setpriv', 'util-linux');
-    guestKit();
+    requireGuestKitSite();
     tgt = await startTgt();
     await tgt.addTarget({ iqn: TARGET, lunsMiB: [LUN_MIB] });
     probe = await IscsiSession.login({ portal: tgt.portal, targetIqn: TARGET, initiatorIqn: 'iqn.2026-01.org.motus.test:probe', commandTimeoutMs: 10_000 });

@@ -5,7 +5,7 @@
  * with our own NFS client; the lock file is watched throughout.
  */
 import { expect } from 'chai';
-import { MotusError, type HostInfo, type MigrationEvent, type VmSpec } from '@motus/sdk';
+import { MotusError, type MigrationEvent, type VmSpec } from '@motus/sdk';
 import { NasDatastore, NfsClient, diskUri, lockPathOf, readLock, type NasHostFacts } from '@motus/storage-nas';
 import {
   acknowledgedSeqs as acknowledged,
@@ -15,15 +15,14 @@ import {
   destinationFreezer,
   freezeAtSwitchover,
   diskWriterSpec,
-  guestKit,
   migrateAndFollow,
-  requireCommand,
+  requireGuestKitSite,
   sleep,
   vmInfoOf,
   waitFor,
   watchChanges,
 } from '../../support/index.js';
-import { qemuPidsOf, startSite, type TestSite } from '../../support/site.js';
+import { pluginFactsByHost, qemuPidsOf, startSite, type TestSite } from '../../support/site.js';
 import { startGanesha, type GaneshaServer } from '../support/ganesha.js';
 
 const DISK_BYTES = 32 * 1024 * 1024;
@@ -50,10 +49,6 @@ function siteYaml(g: GaneshaServer): string {
   );
 }
 
-function nasFacts(host: HostInfo | undefined): NasHostFacts | undefined {
-  return host?.plugins['@motus/storage-nas'] as NasHostFacts | undefined;
-}
-
 describe('NAS datastore: a writing guest migrates A → B → A (all-in-one site, QEMU, nfs-ganesha)', function () {
   this.timeout(900_000);
   let ganesha: GaneshaServer;
@@ -63,7 +58,7 @@ describe('NAS datastore: a writing guest migrates A → B → A (all-in-one site
   const serialLogs: string[] = [];
 
   const vmInfo = (name: string) => vmInfoOf(site!.client, name);
-  const hostsFacts = async () => new Map((await site!.client.hosts()).map((h) => [h.name, nasFacts(h)]));
+  const hostsFacts = () => pluginFactsByHost<NasHostFacts>(site!.client, '@motus/storage-nas');
   /** The lock's owner, `new<-old` while it is granted but not yet adopted. */
   const lockOwner = async (): Promise<string> => {
     const l = await readLock(nfs, LOCK);
@@ -71,9 +66,7 @@ describe('NAS datastore: a writing guest migrates A → B → A (all-in-one site
   };
 
   before(async () => {
-    requireCommand('qemu-system-x86_64', 'qemu-system-x86');
-    requireCommand('setpriv', 'util-linux');
-    guestKit();
+    requireGuestKitSite();
     ganesha = await startGanesha();
     const url = `nfs://127.0.0.1${ganesha.exportPath}?nfsport=${ganesha.nfsPort}&mountport=${ganesha.mountPort}`;
     const ds = new NasDatastore({ name: 'nas1', url, uid: 0, gid: 0, timeoutMs: 5000 });
