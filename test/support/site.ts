@@ -45,6 +45,7 @@ export async function startSite(siteYaml: string, env: Record<string, string> = 
     }
     dir.remove();
   };
+  let client: MotusClient;
   try {
     await waitFor(
       'the all-in-one site to be ready',
@@ -54,12 +55,13 @@ export async function startSite(siteYaml: string, env: Record<string, string> = 
       },
       120_000,
     );
+    // client.json carries the URL (https), the first admin's token and the site CA to trust.
+    client = new MotusClient(JSON.parse(readFileSync(join(dir.path, 'client.json'), 'utf8')) as { url: string; token: string; ca: string });
   } catch (err) {
+    // A site that cannot be used must not outlive the test: stop it whatever failed.
     await stop();
     throw err;
   }
-  // client.json carries the URL (https), the first admin's token and the site CA to trust.
-  const client = new MotusClient(JSON.parse(readFileSync(join(dir.path, 'client.json'), 'utf8')) as { url: string; token: string; ca: string });
   const agentPids = new Map([...out.matchAll(/started agent (\S+) \(pid (\d+)\)/g)].map((m) => [m[1]!, Number(m[2])]));
   return {
     stateDir: dir.path,
