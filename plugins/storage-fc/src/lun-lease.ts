@@ -22,7 +22,7 @@
  * A key other than ours is never preempted: a host that stopped answering may
  * still have a QEMU writing, and only an operator knows it is off.
  */
-import { MotusError, keyHex, type PersistentReservationDevice } from '@motus/sdk';
+import { MotusError, awaitContendersGone, isReservationConflict, keyHex, type PersistentReservationDevice } from '@motus/sdk';
 
 export const LEASE_TYPE = 'WRITE_EXCLUSIVE_REGISTRANTS_ONLY' as const;
 
@@ -39,10 +39,6 @@ export interface TakeResult {
   reservedVia: number;
 }
 
-function isConflict(err: unknown): boolean {
-  return err instanceof MotusError && err.code === 'MOTUS_E_SCSI_RESERVATION_CONFLICT';
-}
-
 function label(ref: LunRef): string {
   return `LUN ${ref.wwn}${ref.lunNumbers.length ? ` (LUN ${ref.lunNumbers.join('/')})` : ''} of FC datastore ${ref.datastore}`;
 }
@@ -53,8 +49,6 @@ export function heldError(ref: LunRef, key: bigint, owner: string | undefined, h
     datastore: ref.datastore, wwn: ref.wwn, lun: ref.lunNumbers[0], key: keyHex(key), ...(owner ? { owner } : {}),
   });
 }
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 async function undo(paths: readonly PersistentReservationDevice[], key: bigint): Promise<void> {
   await Promise.all(paths.map((p) => p.unregister(key).catch(() => undefined)));
@@ -84,23 +78,17 @@ export async function takeLun(paths: readonly PersistentReservationDevice[], key
     commands++;
   } catch (err) {
     await undo(paths, key);
-    if (!isConflict(err)) throw err;
+    if (!isReservationConflict(err)) throw err;
     const r = await first.readReservation().catch(() => undefined);
     const k = r?.holder?.key ?? 0n;
     throw heldError(ref, k, ownerOf(k), 'it is taking the LUN at this moment');
   }
-  for (let attempt = 0; ; attempt++) {
-    const keys = await first.readKeys();
-    commands++;
-    const other = keys.keys.find((k) => k !== key);
-    if (other === undefined) break;
-    // A contender registers only after seeing no key, and leaves as soon as its RESERVE fails.
-    if (attempt >= 4) {
-      await first.release(key, LEASE_TYPE).catch(() => undefined);
-      await undo(paths, key);
-      throw heldError(ref, other, ownerOf(other), 'its registration key stayed on the LUN');
-    }
-    await sleep(25);
+  const contenders = await awaitContendersGone(first, key);
+  commands += contenders.commands;
+  if (contenders.staying !== undefined) {
+    await first.release(key, LEASE_TYPE).catch(() => undefined);
+    await undo(paths, key);
+    throw heldError(ref, contenders.staying, ownerOf(contenders.staying), 'its registration key stayed on the LUN');
   }
   return { commands, ms: performance.now() - t0, reservedVia: 0 };
 }
@@ -112,7 +100,7 @@ export async function giveLun(paths: readonly PersistentReservationDevice[], key
   if (holder) {
     await holder.release(key, LEASE_TYPE).catch((err: unknown) => {
       // Not registered any more (preempted) or the path is gone: the unregistrations below decide.
-      if (!isConflict(err) && !(err instanceof MotusError)) throw err;
+      if (!isReservationConflict(err) && !(err instanceof MotusError)) throw err;
     });
     commands++;
   }
@@ -123,7 +111,7 @@ export async function giveLun(paths: readonly PersistentReservationDevice[], key
         await p.unregister(key);
       } catch (err) {
         // RESERVATION CONFLICT on unregister: this nexus holds no registration (a new path, or preempted).
-        if (!isConflict(err)) failures.push(err);
+        if (!isReservationConflict(err)) failures.push(err);
       }
     }),
   );

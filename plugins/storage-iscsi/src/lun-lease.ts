@@ -27,7 +27,7 @@
  * A key other than our own is never preempted by a take: a host that stopped
  * answering may still have a QEMU writing.
  */
-import { MotusError } from '@motus/sdk';
+import { MotusError, awaitContendersGone, isReservationConflict } from '@motus/sdk';
 import type { Lun } from './lun.js';
 import { keyHex } from './host-identity.js';
 
@@ -47,10 +47,6 @@ export interface LunRef {
   naa?: string | undefined;
 }
 
-function isConflict(err: unknown): boolean {
-  return err instanceof MotusError && err.code === 'MOTUS_E_SCSI_RESERVATION_CONFLICT';
-}
-
 export function heldError(ref: LunRef, key: bigint, owner: string | undefined, how: string): MotusError {
   const who = owner ? `host ${owner}` : `another host (key ${keyHex(key)})`;
   return new MotusError('MOTUS_E_ISCSI_LUN_HELD', `LUN ${ref.lun}${ref.naa ? ` (${ref.naa})` : ''} of iSCSI datastore ${ref.datastore} is held by ${who}: ${how}`, {
@@ -61,8 +57,6 @@ export function heldError(ref: LunRef, key: bigint, owner: string | undefined, h
     ...(owner ? { owner } : {}),
   });
 }
-
-const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 
 export async function takeLun(lun: Lun, key: bigint, ref: LunRef, ownerOf: (key: bigint) => string | undefined): Promise<TakeResult> {
   const t0 = performance.now();
@@ -78,7 +72,7 @@ export async function takeLun(lun: Lun, key: bigint, ref: LunRef, ownerOf: (key:
     await lun.reserve(key, ARBITER);
     commands++;
   } catch (err) {
-    if (!isConflict(err)) throw err;
+    if (!isReservationConflict(err)) throw err;
     await lun.unregister(key).catch(() => undefined);
     const r = await lun.readReservation().catch(() => undefined);
     const k = r?.holder?.key ?? 0n;
@@ -90,18 +84,12 @@ export async function takeLun(lun: Lun, key: bigint, ref: LunRef, ownerOf: (key:
       await lun.preempt(key, key, ARBITER);
       commands++;
     }
-    for (let attempt = 0; ; attempt++) {
-      const keys = await lun.readKeys();
-      commands++;
-      const other = keys.keys.find((k) => k !== key);
-      if (other === undefined) break;
-      // A contender registers only after seeing no key, and leaves as soon as its RESERVE fails.
-      if (attempt >= 4) {
-        await lun.release(key, ARBITER).catch(() => undefined);
-        await lun.unregister(key).catch(() => undefined);
-        throw heldError(ref, other, ownerOf(other), 'its registration key stayed on the LUN');
-      }
-      await sleep(25);
+    const contenders = await awaitContendersGone(lun, key);
+    commands += contenders.commands;
+    if (contenders.staying !== undefined) {
+      await lun.release(key, ARBITER).catch(() => undefined);
+      await lun.unregister(key).catch(() => undefined);
+      throw heldError(ref, contenders.staying, ownerOf(contenders.staying), 'its registration key stayed on the LUN');
     }
     await lun.release(key, ARBITER);
     commands++;
@@ -121,7 +109,7 @@ export async function giveLun(lun: Lun, key: bigint): Promise<{ commands: number
     await lun.unregister(key);
     return { commands: 1, ms: performance.now() - t0 };
   } catch (err) {
-    if (!isConflict(err)) throw err;
+    if (!isReservationConflict(err)) throw err;
   }
   // This session's registration went with an earlier connection: register again to speak for our key.
   await lun.registerAndIgnore(key);

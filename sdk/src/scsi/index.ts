@@ -7,3 +7,4 @@ export * from './lun.js';
 export * from './reservations.js';
 export * from './reservation-device.js';
 export * from './host-key.js';
+export * from './lease-arbitration.js';
