@@ -37,6 +37,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "serial-line.h"
+
 #define PAGE 4096ULL
 #define SLICE_NS 10000000LL
 #define MAX_MIB (1UL << 20)
@@ -55,17 +57,7 @@ static void say(const char *fmt, ...)
     if ((size_t)len >= sizeof line)
         len = sizeof line - 1;
     /* One write() per line: the console is shared with the heartbeat. */
-    const char *p = line;
-    while (len > 0) {
-        ssize_t n = write(STDOUT_FILENO, p, (size_t)len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return;
-        }
-        p += n;
-        len -= (int)n;
-    }
+    write_line(line, (size_t)len);
 }
 
 static int parse_mib(const char *text, unsigned long *out)

@@ -27,22 +27,9 @@
 #include <time.h>
 #include <unistd.h>
 
-#define RECORD_SIZE 4096
+#include "serial-line.h"
 
-static int write_line(const char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(STDOUT_FILENO, buf, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
+#define RECORD_SIZE 4096
 
 static void say(const char *fmt, const char *a, unsigned long long b)
 {

@@ -20,20 +20,7 @@
 #include <time.h>
 #include <unistd.h>
 
-static int write_line(const char *buf, size_t len)
-{
-    while (len > 0) {
-        ssize_t n = write(STDOUT_FILENO, buf, len);
-        if (n < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        buf += n;
-        len -= (size_t)n;
-    }
-    return 0;
-}
+#include "serial-line.h"
 
 /* Reads a small /proc file into buf and cuts it at the first whitespace. */
 static int read_first_word(const char *path, char *buf, size_t size)

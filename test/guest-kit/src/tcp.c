@@ -35,6 +35,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "serial-line.h"
+
 static void say(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 #include <stdarg.h>
 static void say(const char *fmt, ...)
@@ -49,17 +51,7 @@ static void say(const char *fmt, ...)
     if ((size_t)n > sizeof buf - 3)
         n = (int)sizeof buf - 3;
     buf[n++] = '\n';
-    const char *p = buf;
-    while (n > 0) {
-        ssize_t w = write(STDOUT_FILENO, p, (size_t)n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return;
-        }
-        p += w;
-        n -= (int)w;
-    }
+    write_line(buf, (size_t)n);
 }
 
 static long long now_ms(void)
@@ -67,21 +59,6 @@ static long long now_ms(void)
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (long long)t.tv_sec * 1000 + t.tv_nsec / 1000000;
-}
-
-static int write_all(int fd, const unsigned char *p, size_t n)
-{
-    while (n > 0) {
-        ssize_t w = write(fd, p, n);
-        if (w < 0) {
-            if (errno == EINTR)
-                continue;
-            return -1;
-        }
-        p += w;
-        n -= (size_t)w;
-    }
-    return 0;
 }
 
 static void echo(int fd)
