@@ -81,7 +81,8 @@ describe('motusd without root (as nobody, through setpriv)', function () {
     mkdirSync(state, { mode: 0o700 });
     chownSync(state, NOBODY, NOBODY);
     let out = '';
-    daemon = spawn('setpriv', asNobody(['--all-in-one', '--state', state]), { stdio: ['ignore', 'pipe', 'pipe'] });
+    // The notices this test reads are info lines: npm test runs with MOTUS_LOG_LEVEL=error.
+    daemon = spawn('setpriv', asNobody(['--all-in-one', '--state', state]), { stdio: ['ignore', 'pipe', 'pipe'], env: { ...process.env, MOTUS_LOG_LEVEL: 'info' } });
     daemon.stdout!.on('data', (c: Buffer) => (out += c.toString()));
     daemon.stderr!.on('data', (c: Buffer) => (out += c.toString()));
     await waitFor('the site of nobody to be ready', () => {

@@ -110,7 +110,8 @@ export function chooseBandwidth(ctx: ConvergenceContext): { bytesPerSec: number;
     return { bytesPerSec: cap, reason: `${mibps(cap)} (site cap; ${probe}, but its processes waited for a CPU (timers ${link.lateMs.toFixed(0)} ms late): a lower bound of the link, not its rate)` };
   }
   if (link.bytesPerSec >= cap * 0.95) return { bytesPerSec: cap, reason: `${mibps(cap)} (site cap; the link carries more: ${probe})` };
-  return { bytesPerSec: link.bytesPerSec, reason: `${mibps(link.bytesPerSec)} (measured link, below the ${mibps(cap)} site cap: ${probe})` };
+  // QEMU's max-bandwidth is whole bytes per second.
+  return { bytesPerSec: Math.floor(link.bytesPerSec), reason: `${mibps(link.bytesPerSec)} (measured link, below the ${mibps(cap)} site cap: ${probe})` };
 }
 
 /**
