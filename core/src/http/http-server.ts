@@ -125,6 +125,9 @@ interface Route {
 
 export const MAX_BODY_BYTES = 1 << 20;
 const BODY_TIMEOUT_MS = 10_000;
+/** How much of a refused (oversize) body is read and dropped so that its sender gets the 413, and how long a pause in it ends that. */
+const REFUSED_BODY_DISCARD_BYTES = 8 * MAX_BODY_BYTES;
+const REFUSED_BODY_IDLE_MS = 500;
 
 const STATUS: Partial<Record<MotusErrorCode, number>> = {
   MOTUS_E_INVALID_REQUEST: 400,
@@ -366,7 +369,10 @@ export class JsonHttpServer {
         res.end();
         return;
       }
-      if (error.code === 'MOTUS_E_PAYLOAD_TOO_LARGE') res.setHeader('connection', 'close');
+      if (error.code === 'MOTUS_E_PAYLOAD_TOO_LARGE') {
+        await drainRefusedBody(req);
+        res.setHeader('connection', 'close');
+      }
       sendJson(res, httpStatusOf(error.code), { error: redact(error.toJSON()) });
     }
   }
@@ -418,6 +424,37 @@ function tooLarge(): MotusError {
   return new MotusError('MOTUS_E_PAYLOAD_TOO_LARGE', `request body larger than ${MAX_BODY_BYTES} bytes`, { limitBytes: MAX_BODY_BYTES });
 }
 
+/**
+ * Before a 413 goes out (with `connection: close`), the rest of the refused body is read
+ * and dropped: until it ends, until nothing came for REFUSED_BODY_IDLE_MS (a sender that
+ * declared more than it sends), or up to REFUSED_BODY_DISCARD_BYTES. Closing with unread
+ * bytes makes the kernel reset the connection, and the reset can wipe the answer out of
+ * the client's buffers before it reads it (it then sees EPIPE or ECONNRESET, not the 413).
+ */
+function drainRefusedBody(req: IncomingMessage): Promise<void> {
+  if (req.complete) return Promise.resolve();
+  return new Promise((resolve) => {
+    let left = REFUSED_BODY_DISCARD_BYTES;
+    let idle: NodeJS.Timeout;
+    const done = () => {
+      clearTimeout(idle);
+      req.off('data', onData);
+      req.pause();
+      resolve();
+    };
+    const onData = (chunk: Buffer) => {
+      left -= chunk.length;
+      if (left < 0) return done();
+      idle.refresh();
+    };
+    idle = setTimeout(done, REFUSED_BODY_IDLE_MS);
+    req.on('data', onData);
+    req.once('end', done);
+    req.once('error', done);
+    req.resume();
+  });
+}
+
 function readJsonBody(req: IncomingMessage): Promise<unknown> {
   const declared = Number(req.headers['content-length'] ?? 0);
   // Refused before a byte of it is read.
@@ -429,17 +466,19 @@ function readJsonBody(req: IncomingMessage): Promise<unknown> {
       reject(new MotusError('MOTUS_E_INVALID_REQUEST', `request body not received within ${BODY_TIMEOUT_MS} ms`));
       req.destroy();
     }, BODY_TIMEOUT_MS);
-    req.on('data', (chunk: Buffer) => {
+    const onData = (chunk: Buffer) => {
       size += chunk.length;
       if (size > MAX_BODY_BYTES) {
         clearTimeout(timer);
-        reject(tooLarge());
-        // Stop reading; the answer goes out, then the connection closes.
+        // The rest is dropped by the refusal (drainRefusedBody), not kept.
+        req.off('data', onData);
         req.pause();
+        reject(tooLarge());
         return;
       }
       chunks.push(chunk);
-    });
+    };
+    req.on('data', onData);
     req.on('end', () => {
       clearTimeout(timer);
       const text = Buffer.concat(chunks).toString('utf8');
