@@ -6,7 +6,7 @@ import type { HostNetworkStats, MigrationEvent } from '@motus/sdk';
 import { guestKit, requireCommand, tempDir, waitFor } from '../../support/index.js';
 import { qemuPidsOf, startSite, type TestSite } from '../../support/site.js';
 import { CLIENT_MAC, CLIENT_WORKLOAD, kitVm, migrate, netSiteYaml, SERVER_MAC, SERVER_WORKLOAD, switchFacts, tcpOf, vmInfo } from '../support/net-site.js';
-import { countMatching, expertSummary, LoopbackCapture, tshark } from '../support/tshark.js';
+import { countMatching, expertSummary, LoopbackCapture, tshark } from '../../support/packet-capture.js';
 import { freeUdpPort } from '../support/udp.js';
 
 const HOSTS = ['host-a', 'host-b', 'host-c'];

@@ -3,7 +3,7 @@ import { expect } from 'chai';
 import { HostSwitch, netVirtConfigSchema, readPcap, parseEthernet } from '@motus/net-virt';
 import { guestKit, requireCommand, tempDir, type GuestKit } from '../../support/index.js';
 import { NetGuest } from '../support/guest.js';
-import { countMatching, LoopbackCapture } from '../support/tshark.js';
+import { countMatching, LoopbackCapture } from '../../support/packet-capture.js';
 import { freeUdpPort } from '../support/udp.js';
 
 const SERVER_MAC = '52:54:00:00:01:0a';

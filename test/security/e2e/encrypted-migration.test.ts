@@ -20,8 +20,7 @@ import { readFileSync, readdirSync, statSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import { MotusError, MotusClient, type MigrationEvent, type SiteEvent, type VmSpec } from '@motus/sdk';
 import { guestKit, migrateAndFollow, parseGuestSerial, qemuPidsOf, requireCommand, startSite, tempDir, vmInfoOf, waitFor, type TestSite } from '../../support/index.js';
-import { tshark } from '../../net-virt/support/tshark.js';
-import { Dumpcap } from '../support/dumpcap.js';
+import { LoopbackCapture, tshark } from '../../support/packet-capture.js';
 import { startTgt, type Tgt } from '../../storage-iscsi/support/tgt.js';
 import { rawRequest } from '../support/https.js';
 
@@ -80,7 +79,7 @@ async function startMarkerGuest(site: TestSite): Promise<void> {
 
 /** Migrates vmtls host-a → host-b under a capture of host-b's migration address. */
 async function capturedMigration(site: TestSite, subnet: number, pcap: string): Promise<{ events: MigrationEvent[]; port: number }> {
-  const capture = await Dumpcap.start(pcap, `host 127.${NET}.${subnet}.2`);
+  const capture = await LoopbackCapture.start(pcap, `host 127.${NET}.${subnet}.2`);
   let events: MigrationEvent[];
   try {
     events = await migrateAndFollow(site.client, 'vmtls', 'host-b');

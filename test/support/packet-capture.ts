@@ -1,5 +1,5 @@
 import { execFile, spawn, type ChildProcess } from 'node:child_process';
-import { requireCommand, waitFor } from '../../support/index.js';
+import { requireCommand, waitFor } from './system.js';
 
 export function tshark(args: string[], timeoutMs = 60_000): Promise<string> {
   const bin = requireCommand('tshark', 'tshark');
@@ -19,29 +19,40 @@ export async function countMatching(file: string, filter: string, decodeAs: stri
   return out.split('\n').filter((l) => l.trim() !== '').length;
 }
 
-/** A live tshark capture on the loopback interface, written to `file`. */
+/**
+ * A live capture on the loopback interface, written to `file`, by dumpcap: it starts in
+ * a fraction of the time tshark takes to load its dissectors, which on a loaded machine
+ * is the difference between a capture running before the migration starts and one that
+ * is not.
+ */
 export class LoopbackCapture {
   private constructor(private readonly child: ChildProcess) {}
 
   static async start(file: string, bpf: string): Promise<LoopbackCapture> {
-    const bin = requireCommand('tshark', 'tshark');
+    const bin = requireCommand('dumpcap', 'wireshark-common');
     const child = spawn(bin, ['-i', 'lo', '-f', bpf, '-w', file, '-q'], { stdio: ['ignore', 'ignore', 'pipe'] });
     let stderr = '';
     child.stderr!.setEncoding('utf8').on('data', (c: string) => (stderr += c));
     let exited = false;
     child.on('exit', () => (exited = true));
-    await waitFor('tshark to start capturing on lo', () => {
-      if (exited) throw new Error(`tshark exited: ${stderr}`);
-      return /Capturing on/.test(stderr) ? true : undefined;
-    }, 30_000);
-    return new LoopbackCapture(child);
+    const capture = new LoopbackCapture(child);
+    try {
+      await waitFor('dumpcap to start capturing on lo', () => {
+        if (exited) throw new Error(`dumpcap exited: ${stderr}`);
+        return /Capturing on/.test(stderr) ? true : undefined;
+      }, 180_000);
+    } catch (err) {
+      await capture.stop();
+      throw err;
+    }
+    return capture;
   }
 
   async stop(): Promise<void> {
     if (this.child.exitCode !== null || this.child.signalCode !== null) return;
     const exited = new Promise<void>((resolve) => this.child.once('exit', () => resolve()));
     this.child.kill('SIGINT');
-    const timer = setTimeout(() => this.child.kill('SIGKILL'), 10_000);
+    const timer = setTimeout(() => this.child.kill('SIGKILL'), 20_000);
     await exited;
     clearTimeout(timer);
   }
