@@ -54,17 +54,6 @@ describe('security sweep: every route of the server and of the agents (real all-
   let auditBefore: number;
   const failures: string[] = [];
 
-  /** Retries a request the server cut before its answer came (a refused body closes the connection). */
-  async function send(r: Parameters<typeof rawRequest>[0]): Promise<RawAnswer> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        return await rawRequest(r);
-      } catch (err) {
-        if (attempt >= 3 || !/EPIPE|ECONNRESET|socket hang up/.test((err as Error).message)) throw err;
-      }
-    }
-  }
-
   function expectAnswer(what: string, answer: RawAnswer, status: number, code: string): void {
     if (answer.status !== status || answer.code !== code) failures.push(`${what}: expected ${status} ${code}, got ${answer.status} ${answer.code ?? answer.text.slice(0, 200)}`);
   }
@@ -128,10 +117,10 @@ plugins:
     const hostPki = join(site.stateDir, 'agents', 'host-b', 'pki');
     hostCert = { cert: readFileSync(join(hostPki, 'cert.pem'), 'utf8'), key: readFileSync(join(hostPki, 'key.pem'), 'utf8') };
     agentUrl = (await site.client.hosts()).find((h) => h.name === 'host-a')!.url;
-    const listed = await send({ method: 'GET', url: `${url}/v1/routes`, ca, token: viewer });
+    const listed = await rawRequest({ method: 'GET', url: `${url}/v1/routes`, ca, token: viewer });
     expect(listed.status, listed.text).to.equal(200);
     routes = JSON.parse(listed.text) as RouteEntry[];
-    const agentListed = await send({ method: 'GET', url: `${agentUrl}/v1/routes`, ca, token: agentToken, cert: serverCert });
+    const agentListed = await rawRequest({ method: 'GET', url: `${agentUrl}/v1/routes`, ca, token: agentToken, cert: serverCert });
     expect(agentListed.status, agentListed.text).to.equal(200);
     agentRoutes = JSON.parse(agentListed.text) as RouteEntry[];
     stateBefore = await snapshot(site.client);
@@ -167,8 +156,8 @@ plugins:
   it('answers 401 to every route without a token, and to a wrong one', async () => {
     for (const r of routes.filter((r) => !r.public)) {
       const path = concrete(r.path);
-      expectAnswer(`${label(r)} without a token`, await send({ method: r.method, url: url + path, ca, ...(r.body ? { body: '{}' } : {}) }), 401, 'MOTUS_E_UNAUTHORIZED');
-      expectAnswer(`${label(r)} with a made-up token`, await send({ method: r.method, url: url + path, ca, token: 'mt_sweepNotAToken', ...(r.body ? { body: '{}' } : {}) }), 401, 'MOTUS_E_UNAUTHORIZED');
+      expectAnswer(`${label(r)} without a token`, await rawRequest({ method: r.method, url: url + path, ca, ...(r.body ? { body: '{}' } : {}) }), 401, 'MOTUS_E_UNAUTHORIZED');
+      expectAnswer(`${label(r)} with a made-up token`, await rawRequest({ method: r.method, url: url + path, ca, token: 'mt_sweepNotAToken', ...(r.body ? { body: '{}' } : {}) }), 401, 'MOTUS_E_UNAUTHORIZED');
     }
     noFailures();
   });
@@ -177,7 +166,7 @@ plugins:
     const above = routes.filter((r) => !r.public && (r.ownToken || r.role !== 'viewer'));
     expect(above.length).to.be.greaterThan(20);
     for (const r of above) {
-      const answer = await send({ method: r.method, url: url + concrete(r.path), ca, token: viewer, ...(r.body ? { body: '{}' } : {}) });
+      const answer = await rawRequest({ method: r.method, url: url + concrete(r.path), ca, token: viewer, ...(r.body ? { body: '{}' } : {}) });
       if (r.ownToken) expectAnswer(`${label(r)} with a viewer token`, answer, 401, 'MOTUS_E_UNAUTHORIZED');
       else expectAnswer(`${label(r)} with a viewer token`, answer, 403, 'MOTUS_E_FORBIDDEN');
     }
@@ -190,12 +179,12 @@ plugins:
     const oversize = Buffer.alloc(LIMIT + 1, 0x20);
     for (const r of withBody) {
       const target = { method: r.method, url: url + concrete(r.path), ca, token: r.ownToken ? agentToken : admin, ...(r.path === '/v1/agents/register' ? { cert: hostCert } : {}) };
-      expectAnswer(`${label(r)} with ${oversize.length} bytes`, await send({ ...target, body: oversize }), 413, 'MOTUS_E_PAYLOAD_TOO_LARGE');
+      expectAnswer(`${label(r)} with ${oversize.length} bytes`, await rawRequest({ ...target, body: oversize }), 413, 'MOTUS_E_PAYLOAD_TOO_LARGE');
       for (const body of ['{"vm": "x"', '{]', 'not json', '\u0000\u0001']) {
-        expectAnswer(`${label(r)} with malformed ${JSON.stringify(body)}`, await send({ ...target, body }), 400, 'MOTUS_E_INVALID_REQUEST');
+        expectAnswer(`${label(r)} with malformed ${JSON.stringify(body)}`, await rawRequest({ ...target, body }), 400, 'MOTUS_E_INVALID_REQUEST');
       }
       for (const body of ['{"sweepUnknownField": true}', 'null', '[]', '42', '"text"', 'true']) {
-        expectAnswer(`${label(r)} with schema-invalid ${body}`, await send({ ...target, body }), 400, 'MOTUS_E_INVALID_REQUEST');
+        expectAnswer(`${label(r)} with schema-invalid ${body}`, await rawRequest({ ...target, body }), 400, 'MOTUS_E_INVALID_REQUEST');
       }
     }
     noFailures();
@@ -204,16 +193,16 @@ plugins:
   it("refuses every agent route without the server's client certificate, or with a host's (401), and checks the agents' bodies too", async () => {
     for (const r of agentRoutes) {
       const target = { method: r.method, url: agentUrl + concrete(r.path), ca, token: agentToken, ...(r.body ? { body: '{}' } : {}) };
-      expectAnswer(`agent ${label(r)} without a client certificate`, await send(target), 401, 'MOTUS_E_UNAUTHORIZED');
-      expectAnswer(`agent ${label(r)} with host-b's certificate`, await send({ ...target, cert: hostCert }), 401, 'MOTUS_E_UNAUTHORIZED');
+      expectAnswer(`agent ${label(r)} without a client certificate`, await rawRequest(target), 401, 'MOTUS_E_UNAUTHORIZED');
+      expectAnswer(`agent ${label(r)} with host-b's certificate`, await rawRequest({ ...target, cert: hostCert }), 401, 'MOTUS_E_UNAUTHORIZED');
       const { token: _token, ...noToken } = target;
-      expectAnswer(`agent ${label(r)} with the server certificate and no token`, await send({ ...noToken, cert: serverCert }), 401, 'MOTUS_E_UNAUTHORIZED');
+      expectAnswer(`agent ${label(r)} with the server certificate and no token`, await rawRequest({ ...noToken, cert: serverCert }), 401, 'MOTUS_E_UNAUTHORIZED');
       if (!r.body) continue;
       const ordered = { ...target, cert: serverCert };
-      expectAnswer(`agent ${label(r)} with ${LIMIT + 1} bytes`, await send({ ...ordered, body: Buffer.alloc(LIMIT + 1, 0x20) }), 413, 'MOTUS_E_PAYLOAD_TOO_LARGE');
-      expectAnswer(`agent ${label(r)} with malformed JSON`, await send({ ...ordered, body: '{"spec": ' }), 400, 'MOTUS_E_INVALID_REQUEST');
+      expectAnswer(`agent ${label(r)} with ${LIMIT + 1} bytes`, await rawRequest({ ...ordered, body: Buffer.alloc(LIMIT + 1, 0x20) }), 413, 'MOTUS_E_PAYLOAD_TOO_LARGE');
+      expectAnswer(`agent ${label(r)} with malformed JSON`, await rawRequest({ ...ordered, body: '{"spec": ' }), 400, 'MOTUS_E_INVALID_REQUEST');
       for (const body of ['{"sweepUnknownField": true}', 'null', '[]', '42']) {
-        expectAnswer(`agent ${label(r)} with schema-invalid ${body}`, await send({ ...ordered, body }), 400, 'MOTUS_E_INVALID_REQUEST');
+        expectAnswer(`agent ${label(r)} with schema-invalid ${body}`, await rawRequest({ ...ordered, body }), 400, 'MOTUS_E_INVALID_REQUEST');
       }
     }
     noFailures();
@@ -222,9 +211,9 @@ plugins:
   it('still answers afterwards, with every process alive and nothing changed but the refusals in the audit trail', async () => {
     expect(alive(site.serverPid), 'motusd').to.equal(true);
     for (const [host, pid] of site.agentPids) expect(alive(pid), `agent ${host}`).to.equal(true);
-    const health = await send({ method: 'GET', url: `${url}/v1/health`, ca });
+    const health = await rawRequest({ method: 'GET', url: `${url}/v1/health`, ca });
     expect(health.status).to.equal(200);
-    const facts = await send({ method: 'GET', url: `${agentUrl}/v1/facts`, ca, token: agentToken, cert: serverCert });
+    const facts = await rawRequest({ method: 'GET', url: `${agentUrl}/v1/facts`, ca, token: agentToken, cert: serverCert });
     expect(facts.status, facts.text).to.equal(200);
     // Host states are in the snapshot (the unreachable portal of san-sweep degrades both hosts from the start).
     expect((await site.client.hosts()).map((h) => h.state)).not.to.include('disconnected');
